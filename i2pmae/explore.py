@@ -1,0 +1,113 @@
+"""The 2D-guided masking pipeline for one shape, shared by ``i2pmae explore`` and the app.
+
+The expensive, teacher-dependent part (:func:`analyse_shape`) runs once per shape; masks
+(:func:`make_masks`) are cheap and can be redrawn for any ratio, temperature and seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .geometry import Hierarchy, build_hierarchy
+from .masking import guided_mask, propagate_mask, random_mask
+from .teachers import Teacher, TeacherMaps, compute_teacher_maps
+
+PAPER_NUM_CENTERS = (512, 256, 64)
+PAPER_GROUP_SIZES = (16, 8, 8)
+TOP_SALIENT = 10  # "how many of the 10 most salient tokens stay visible"
+
+
+@dataclass
+class ShapeAnalysis:
+    """Teacher-dependent results for one shape (batch of 1)."""
+
+    points: Tensor  # (N, 3) normalised
+    hierarchy: Hierarchy  # B = 1
+    maps: TeacherMaps  # B = 1
+    token_saliency: list[Tensor]  # per level (G_s,)
+
+
+@dataclass
+class MaskPair:
+    """Random and 2D-guided masks of the same shape, per level (G_s,), True = masked."""
+
+    random: list[Tensor]
+    guided: list[Tensor]
+
+
+def analyse_shape(
+    points: np.ndarray | Tensor,
+    teacher: Teacher,
+    *,
+    num_centers: Sequence[int] = PAPER_NUM_CENTERS,
+    group_sizes: Sequence[int] = PAPER_GROUP_SIZES,
+) -> ShapeAnalysis:
+    """Tokenise a normalised cloud (N, 3), project it, run the teacher and read token saliency per level."""
+    device = next(teacher.parameters()).device
+    xyz = torch.as_tensor(np.asarray(points, dtype=np.float32), device=device)  # (N, 3)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise ValueError(f"expected points of shape (N, 3), got {tuple(xyz.shape)}")
+    hierarchy = build_hierarchy(xyz[None], num_centers, group_sizes)
+    maps = compute_teacher_maps(teacher, xyz[None])
+    # Token saliency of a level = saliency at its centres, averaged over the views (DESIGN 1.4).
+    token_saliency = [maps.sample(centers)[1].mean(-1)[0] for centers in hierarchy.centers]  # (G_s,)
+    return ShapeAnalysis(points=xyz, hierarchy=hierarchy, maps=maps, token_saliency=token_saliency)
+
+
+def make_masks(
+    analysis: ShapeAnalysis, *, mask_ratio: float = 0.8, temperature: float = 1.0, seed: int = 0
+) -> MaskPair:
+    """Draw a random and a 2D-guided top-level mask and propagate both down the hierarchy.
+
+    Each mask has its own generator seeded with ``seed``, so moving the temperature never changes
+    the random mask.
+    """
+    device = analysis.points.device
+    top_saliency = analysis.token_saliency[-1][None]  # (1, G_top)
+    rand_top = random_mask(
+        1, top_saliency.shape[1], mask_ratio, generator=_generator(seed, device), device=device
+    )
+    guided_top = guided_mask(
+        top_saliency, mask_ratio, temperature=temperature, generator=_generator(seed, device)
+    )
+    return MaskPair(
+        random=[m[0] for m in propagate_mask(rand_top, analysis.hierarchy)],
+        guided=[m[0] for m in propagate_mask(guided_top, analysis.hierarchy)],
+    )
+
+
+def mask_stats(analysis: ShapeAnalysis, masks: MaskPair, level: int) -> dict[str, float]:
+    """Numbers that show what 2D guidance changes at one level.
+
+    Mean saliency of the visible tokens under each mask, the Jaccard overlap of the two visible
+    sets, and how many of the most salient tokens each mask keeps visible.
+    """
+    saliency = analysis.token_saliency[level]  # (G_s,)
+    visible_random = ~masks.random[level]
+    visible_guided = ~masks.guided[level]
+    top = torch.topk(saliency, min(TOP_SALIENT, saliency.numel())).indices
+    union = (visible_random | visible_guided).sum().clamp(min=1)
+    return {
+        "tokens": float(saliency.numel()),
+        "visible_random": float(visible_random.sum()),
+        "visible_guided": float(visible_guided.sum()),
+        "mean_saliency_all": float(saliency.mean()),
+        "mean_saliency_visible_random": _masked_mean(saliency, visible_random),
+        "mean_saliency_visible_guided": _masked_mean(saliency, visible_guided),
+        "visible_overlap": float((visible_random & visible_guided).sum() / union),
+        "top_salient_visible_random": float(visible_random[top].sum()),
+        "top_salient_visible_guided": float(visible_guided[top].sum()),
+    }
+
+
+def _masked_mean(values: Tensor, keep: Tensor) -> float:
+    return float(values[keep].mean()) if bool(keep.any()) else float("nan")
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(int(seed))
