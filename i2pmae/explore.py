@@ -6,8 +6,10 @@ The expensive, teacher-dependent part (:func:`analyse_shape`) runs once per shap
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -111,3 +113,48 @@ def _masked_mean(values: Tensor, keep: Tensor) -> float:
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def write_report(
+    analysis: ShapeAnalysis,
+    out_dir: str | Path,
+    *,
+    name: str,
+    teacher_name: str,
+    mask_ratio: float = 0.8,
+    temperatures: Sequence[float] = (1.0,),
+    seed: int = 0,
+) -> list[Path]:
+    """Write depth views, saliency and random vs guided masks (one panel per temperature) as PNG.
+
+    Random and guided masks share their seed, so at tau = 1 (weak bias) they differ in few tokens
+    and every difference is due to the saliency. ``summary.json`` holds :func:`mask_stats` per level.
+    """
+    from . import visualize as viz
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mask_sets = [make_masks(analysis, mask_ratio=mask_ratio, temperature=t, seed=seed) for t in temperatures]
+    depth = analysis.maps.views.depth[0].cpu().numpy()  # (V, H, W)
+    written = [
+        viz.save_depth_views(depth, out / "depth_views.png", title=f"{name}: depth images"),
+        viz.save_saliency(depth, analysis.maps.saliency[0].cpu().numpy(), out / "saliency.png",
+                          title=f"{name}: {teacher_name} saliency"),
+    ]
+    summary = {"shape": name, "teacher": teacher_name, "mask_ratio": mask_ratio, "seed": seed, "levels": []}
+    points = analysis.points.cpu().numpy()
+    for level, centers in enumerate(analysis.hierarchy.centers):
+        stats = [mask_stats(analysis, masks, level) for masks in mask_sets]
+        summary["levels"].append({f"tau={t:g}": s for t, s in zip(temperatures, stats, strict=True)})
+        masks = [mask_sets[0].random[level]] + [m.guided[level] for m in mask_sets]
+        titles = [f"random: mean saliency of visible {stats[0]['mean_saliency_visible_random']:.2e}"]
+        titles += [f"2D-guided tau={t:g}: {s['mean_saliency_visible_guided']:.2e}"
+                   for t, s in zip(temperatures, stats, strict=True)]
+        written.append(viz.save_mask_comparison(
+            points, centers[0].cpu().numpy(), [m.cpu().numpy() for m in masks], titles,
+            out / f"masks_level{level}_{centers.shape[1]}.png",
+            saliency=analysis.token_saliency[level].cpu().numpy(),
+        ))
+    summary_path = out / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2))
+    return [*written, summary_path]

@@ -64,8 +64,9 @@ def save_saliency(depth: np.ndarray, saliency: np.ndarray, path: str | Path, *, 
     axes = np.atleast_1d(axes)
     image = None
     for v, ax in enumerate(axes):
-        ax.imshow(depth[v] != 0, cmap="gray_r", alpha=0.35)
-        image = ax.imshow(heat[v], cmap="inferno", alpha=0.75, vmin=0, vmax=heat.max())
+        ax.imshow(depth[v] != 0, cmap="Greys", vmin=0, vmax=2)  # shape in mid grey on white
+        # Opacity follows the saliency, so the shape stays visible where the teacher looks away.
+        image = ax.imshow(heat[v], cmap="inferno", alpha=0.9 * heat[v] / heat.max(), vmin=0, vmax=heat.max())
         ax.set_title(VIEW_NAMES[v] if v < len(VIEW_NAMES) else f"view {v + 1}", fontsize=9)
         ax.set_axis_off()
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="teacher saliency")
@@ -93,11 +94,13 @@ def save_mask_comparison(
     col = 1
     if saliency is not None:
         ax = _axes3d(fig, panels, col, points)
+        ax.scatter(*points.T, color=MASKED_RGB, s=0.5, alpha=0.3, depthshade=False)
         ax.scatter(*centers.T, c=saliency, cmap="inferno", s=14, depthshade=False)
         ax.set_title("token saliency (2D teacher)", fontsize=9)
         col += 1
     for mask, title in zip(masks, titles, strict=True):
         ax = _axes3d(fig, panels, col, points)
+        ax.scatter(*points.T, color=MASKED_RGB, s=0.5, alpha=0.3, depthshade=False)
         ax.scatter(*centers[mask].T, color=MASKED_RGB, s=8, depthshade=False, label="masked")
         ax.scatter(*centers[~mask].T, color=VISIBLE_RGB, s=16, depthshade=False, label="visible")
         ax.set_title(title, fontsize=9)
@@ -145,10 +148,10 @@ def rgb255(rgb: Sequence[float], count: int) -> np.ndarray:
 def _axes3d(fig, panels: int, col: int, extent_points: np.ndarray):
     ax = fig.add_subplot(1, panels, col, projection="3d")
     lo, hi = extent_points.min(0), extent_points.max(0)
-    mid, half = (lo + hi) / 2, (hi - lo).max() / 2
-    for setter, m in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
-        setter(m - half, m + half)
-    ax.set_box_aspect((1, 1, 1))
+    for setter, a, b in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), lo, hi, strict=True):
+        setter(a, b)
+    # Box sides proportional to the data extents keep one scale on all axes and fill the panel.
+    ax.set_box_aspect(np.maximum(hi - lo, 1e-3 * (hi - lo).max()), zoom=1.25)
     ax.view_init(elev=20, azim=-60)
     ax.set_axis_off()
     return ax

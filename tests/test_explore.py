@@ -1,0 +1,114 @@
+"""The explore pipeline: saliency per level, paired masks, their statistics, and `i2pmae explore`."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from i2pmae.cli import main
+from i2pmae.explore import MaskPair, ShapeAnalysis, analyse_shape, make_masks, mask_stats
+from i2pmae.geometry import build_hierarchy
+from i2pmae.io import load_points
+from i2pmae.masking import num_visible
+from i2pmae.teachers import load_teacher
+
+CENTERS, GROUPS = (128, 64, 16), (16, 8, 8)
+
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
+
+
+@pytest.fixture(scope="module")
+def analysis() -> ShapeAnalysis:
+    points = load_points(os.path.join(ASSETS, "airplane.ply"), 1024)
+    return analyse_shape(points, load_teacher(), num_centers=CENTERS, group_sizes=GROUPS)
+
+
+def test_analysis_levels_and_saliency(analysis: ShapeAnalysis):
+    assert [c.shape for c in analysis.hierarchy.centers] == [(1, g, 3) for g in CENTERS]
+    assert [s.shape for s in analysis.token_saliency] == [(g,) for g in CENTERS]
+    # Token saliency is the view-averaged map value at the token centres (DESIGN 1.4).
+    expected = analysis.maps.sample(analysis.hierarchy.centers[1])[1].mean(-1)[0]
+    torch.testing.assert_close(analysis.token_saliency[1], expected)
+    top = analysis.token_saliency[-1]
+    assert torch.all(top >= 0) and top.std() > 0.05 * top.mean(), "token saliency should not be flat"
+
+
+def test_masks_have_exact_counts_and_nest(analysis: ShapeAnalysis):
+    masks = make_masks(analysis, mask_ratio=0.75, temperature=0.01, seed=3)
+    for pair in (masks.random, masks.guided):
+        assert int((~pair[-1]).sum()) == num_visible(CENTERS[-1], 0.75)
+        # A visible level-1 token is a kNN neighbour of a visible top token.
+        visible_top = (~pair[2]).nonzero()[:, 0]
+        neighbours = analysis.hierarchy.neighbor_idx[2][0, visible_top].flatten().unique()
+        assert set(neighbours.tolist()) == set((~pair[1]).nonzero()[:, 0].tolist())
+
+
+def test_random_mask_ignores_temperature_and_infinite_tau_is_random(analysis: ShapeAnalysis):
+    sharp = make_masks(analysis, temperature=0.001, seed=5)
+    flat = make_masks(analysis, temperature=math.inf, seed=5)
+    for a, b in zip(sharp.random, flat.random, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(flat.random, flat.guided, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(sharp.guided[-1], sharp.random[-1])
+
+
+def test_small_temperature_keeps_salient_tokens(analysis: ShapeAnalysis):
+    masks = make_masks(analysis, mask_ratio=0.75, temperature=1e-6, seed=0)
+    keep = num_visible(CENTERS[-1], 0.75)
+    top = torch.topk(analysis.token_saliency[-1], keep).indices
+    assert set(top.tolist()) == set((~masks.guided[-1]).nonzero()[:, 0].tolist())
+    stats = mask_stats(analysis, masks, level=2)
+    assert stats["top_salient_visible_guided"] == min(10, keep)
+    assert stats["mean_saliency_visible_guided"] > stats["mean_saliency_visible_random"]
+
+
+def test_mask_stats_by_hand():
+    saliency = torch.arange(12, dtype=torch.float32)  # token i has saliency i
+    hierarchy = build_hierarchy(torch.rand(1, 64, 3), (12,), (4,))
+    analysis = ShapeAnalysis(
+        points=torch.zeros(64, 3), hierarchy=hierarchy, maps=None, token_saliency=[saliency]
+    )
+    visible_random = torch.tensor([0, 1, 2, 11])
+    visible_guided = torch.tensor([11, 10, 9, 2])
+    masks = MaskPair(random=[_mask(visible_random)], guided=[_mask(visible_guided)])
+    stats = mask_stats(analysis, masks, level=0)
+    assert stats["mean_saliency_visible_random"] == pytest.approx(14 / 4)
+    assert stats["mean_saliency_visible_guided"] == pytest.approx(32 / 4)
+    assert stats["visible_overlap"] == pytest.approx(2 / 6)  # {2, 11} of {0, 1, 2, 9, 10, 11}
+    assert stats["top_salient_visible_random"] == 2  # top 10 = 2..11
+    assert stats["top_salient_visible_guided"] == 4
+
+
+def _mask(visible: torch.Tensor, size: int = 12) -> torch.Tensor:
+    mask = torch.ones(size, dtype=torch.bool)
+    mask[visible] = False
+    return mask
+
+
+def test_cli_explore_writes_pictures(tmp_path, capsys):
+    shape = os.path.join(ASSETS, "chair_0002.off")
+    code = main(["explore", shape, "--out", str(tmp_path), "--num-points", "2048"])
+    assert code == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    expected = {"depth_views.png", "saliency.png", "summary.json"}
+    expected |= {f"masks_level{i}_{g}.png" for i, g in enumerate((512, 256, 64))}
+    assert expected <= names
+    for name in expected - {"summary.json"}:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    top = summary["levels"][2]["tau=1"]
+    assert top["tokens"] == 64 and top["visible_random"] == top["visible_guided"] == 13
+
+
+def test_cli_explore_bad_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "junk.ply"
+    bad.write_bytes(np.random.default_rng(0).bytes(300))
+    assert main(["explore", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("i2pmae explore: error:") and "junk.ply" in err[-1]
+    assert "Traceback" not in "\n".join(err)
