@@ -1,0 +1,234 @@
+"""Checkpoints of the 3D network: safetensors weights with the config and metadata in the file's header.
+
+The teacher is never saved (it is not part of any model here). One ``.safetensors`` file holds:
+
+- tensors: the model's ``state_dict`` (CPU, contiguous);
+- header metadata (strings): ``format``/``format_version``, ``model_class`` (``I2PMAE`` or
+  ``PointClassifier``), ``num_classes`` (classifiers), ``config`` (JSON of
+  :class:`~i2pmae.model.I2PMAEConfig`) and ``metadata`` (JSON of whatever the caller passed: teacher name,
+  classes, epoch, ...).
+
+Writes are atomic (temporary file in the same folder, then ``os.replace``). Loads are strict: any missing,
+unexpected or mis-shaped key raises :class:`~i2pmae.model.StateDictMismatchError` naming every key.
+
+Official I2P-MAE / Point-M2AE ``.pth`` files load through :func:`load_official_state_dict`: the weights are
+read with ``torch.load(weights_only=True, map_location="cpu")``, unwrapped (``base_model`` / ``model`` /
+``state_dict`` or a bare dict), stripped of ``module.`` and of the CLIP teacher (``clip_model.*``), and mapped
+by :data:`OFFICIAL_RENAMES`; our module names equal the official ones otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from .layers import load_state_strict
+from .model import I2PMAE, I2PMAEConfig, PointClassifier
+
+__all__ = [
+    "CheckpointError",
+    "OFFICIAL_RENAMES",
+    "checkpoint_info",
+    "convert_official_checkpoint",
+    "load_checkpoint",
+    "load_official_checkpoint",
+    "load_official_state_dict",
+    "load_pretrained_encoder",
+    "map_official_state_dict",
+    "save_checkpoint",
+]
+
+FORMAT = "i2pmae"
+FORMAT_VERSION = "1"
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"I2PMAE": I2PMAE, "PointClassifier": PointClassifier}
+OFFICIAL_CONTAINER_KEYS = ("base_model", "model", "state_dict")  # where official runners keep the weights
+DDP_PREFIX = "module."
+TEACHER_PREFIX = "clip_model."  # the official model saves its CLIP teacher inside every checkpoint
+# Official name fragment -> ours: the official wrappers around the decoder's conv blocks, and Point-M2AE's
+# single reconstruction head.
+OFFICIAL_RENAMES = (
+    (".fuse.net.", ".fuse."),
+    (".extraction.operation.", ".extraction."),
+    ("rec_head.", "rec_head_3d."),
+)
+ENCODER_PREFIX = "h_encoder."
+OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".tar")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint of this project (or of the official code)."""
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: nn.Module, *, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``model``'s weights, config and ``metadata`` (JSON-serialisable) to ``path`` atomically."""
+    model_class = type(model).__name__
+    if model_class not in MODEL_CLASSES:
+        raise TypeError(f"can only save {', '.join(MODEL_CLASSES)} models, got {model_class}")
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_class": model_class,
+        "config": json.dumps(model.cfg.to_dict()),
+        "metadata": json.dumps(dict(metadata or {})),
+    }
+    if isinstance(model, PointClassifier):
+        header["num_classes"] = str(model.num_classes)
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Header of one of our checkpoints without building the model.
+
+    Returns a dict with ``model_class``, ``config`` (:class:`I2PMAEConfig`), ``num_classes`` (or None),
+    ``metadata`` (dict), ``num_tensors`` and ``num_parameters`` (elements of all stored tensors).
+    """
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            shapes = [handle.get_slice(key).get_shape() for key in handle.keys()]
+    except Exception as err:  # safetensors raises its own error types for corrupt or foreign files
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({err})") from err
+    if header.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: safetensors file without the {FORMAT!r} header (not saved by this project)"
+        )
+    num_classes = header.get("num_classes")
+    return {
+        "model_class": header["model_class"],
+        "config": I2PMAEConfig.from_dict(json.loads(header["config"])),
+        "num_classes": int(num_classes) if num_classes is not None else None,
+        "metadata": json.loads(header["metadata"]),
+        "num_tensors": len(shapes),
+        "num_parameters": sum(int(torch.Size(shape).numel()) for shape in shapes),
+    }
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the saved model (``I2PMAE`` or ``PointClassifier``), in eval mode, with its metadata dict."""
+    path = _existing(path)
+    if path.suffix in OFFICIAL_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: looks like an official PyTorch checkpoint; convert it first "
+            "(`i2pmae checkpoint convert` or convert_official_checkpoint)"
+        )
+    info = checkpoint_info(path)
+    model_class = MODEL_CLASSES.get(info["model_class"])
+    if model_class is None:
+        raise CheckpointError(f"{path}: unknown model class {info['model_class']!r}")
+    args = (info["num_classes"],) if model_class is PointClassifier else ()
+    model = model_class(info["config"], *args)
+    load_state_strict(model, _read_tensors(path))
+    return model.to(device).eval(), info["metadata"]
+
+
+def map_official_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Official ``.pth`` content -> a state dict with our key names (teacher and wrappers removed)."""
+    state = _unwrap(checkpoint)
+    mapped: dict[str, Tensor] = {}
+    for key, value in state.items():
+        key = key.removeprefix(DDP_PREFIX)
+        if key.startswith(TEACHER_PREFIX):
+            continue
+        for official, ours in OFFICIAL_RENAMES:
+            key = key.replace(official, ours)
+        if key in mapped:
+            raise CheckpointError(f"two official keys map to {key!r}")
+        mapped[key] = value
+    return mapped
+
+
+def load_official_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read an official I2P-MAE / Point-M2AE ``.pth`` safely and map it to our key names."""
+    path = _existing(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle/zip errors of many types
+        raise CheckpointError(
+            f"{path}: cannot read it as a PyTorch checkpoint with weights_only=True ({err})"
+        ) from err
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of weights, got {type(checkpoint).__name__}")
+    return map_official_state_dict(checkpoint)
+
+
+def load_official_checkpoint(path: str | os.PathLike, config: I2PMAEConfig) -> I2PMAE:
+    """An :class:`I2PMAE` with the official weights; raises listing every key that does not fit ``config``."""
+    model = I2PMAE(config)
+    load_state_strict(model, load_official_state_dict(path))
+    return model
+
+
+def convert_official_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    config: I2PMAEConfig,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Official ``.pth`` -> our safetensors checkpoint (the CLIP teacher is dropped on the way)."""
+    model = load_official_checkpoint(src, config)
+    info = {"converted_from": os.fspath(src), "teacher": config.teacher, **dict(metadata or {})}
+    return save_checkpoint(dst, model, metadata=info)
+
+
+def load_pretrained_encoder(classifier: PointClassifier, path: str | os.PathLike) -> dict[str, Any]:
+    """Load the ``h_encoder`` weights of a pre-trained checkpoint (ours or official) into ``classifier``.
+
+    Returns the checkpoint's metadata (empty for official files).
+    """
+    path = _existing(path)
+    if path.suffix in OFFICIAL_SUFFIXES:
+        state, metadata = load_official_state_dict(path), {}
+    else:
+        info = checkpoint_info(path)
+        state, metadata = _read_tensors(path), info["metadata"]
+    if not any(key.startswith(ENCODER_PREFIX) for key in state):
+        raise CheckpointError(f"{path}: no {ENCODER_PREFIX}* weights in it")
+    classifier.load_encoder_state(state)
+    return metadata
+
+
+def _unwrap(checkpoint: Mapping[str, Any]) -> Mapping[str, Tensor]:
+    for key in OFFICIAL_CONTAINER_KEYS:
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    not_tensors = sorted(key for key, value in checkpoint.items() if not isinstance(value, Tensor))
+    if not_tensors:
+        raise CheckpointError(
+            f"expected a state dict (or one under {', '.join(OFFICIAL_CONTAINER_KEYS)}); "
+            f"non-tensor entries: {', '.join(not_tensors)}"
+        )
+    return checkpoint
+
+
+def _read_tensors(path: Path) -> dict[str, Tensor]:
+    with safe_open(str(path), framework="pt") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path

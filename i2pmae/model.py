@@ -1,0 +1,656 @@
+"""I2P-MAE: hierarchical point-cloud masked autoencoder with 2D-guided masking and 2D-semantic targets.
+
+Architecture (DESIGN.md 1.6-1.8, official Point-M2AE / I2P-MAE layout and module names):
+
+- ``h_encoder`` (:class:`HierarchicalEncoder`): level 0 embeds the xyz offsets of each neighbourhood with a
+  mini-PointNet, levels >= 1 merge the previous level's tokens at their kNN; per level a positional MLP added
+  before every pre-norm block, attention over the visible tokens only, one LayerNorm.
+- decoder: stage 0 at the top level (visible tokens + ``mask_token``), then per finer level a 3-NN
+  upsampling fused with the encoder skip (zeros where masked) by ``token_prop``; ``decoder_norm``.
+- heads at the head level (level 1 in the paper): ``rec_head_3d`` predicts the neighbour level-0 centres of
+  masked tokens (Chamfer-L2), ``rec_head_2d`` the teacher features of the neighbours of visible tokens in
+  every view (MSE).
+
+The frozen 2D teacher is never part of the model: callers pass :class:`~i2pmae.teachers.TeacherMaps`
+computed on the canonical (un-augmented) points. Bool masks mean True = masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import yaml
+from timm.layers import trunc_normal_
+from torch import Tensor, nn
+
+from .geometry import Hierarchy, build_hierarchy, gather
+from .layers import (
+    PAPER_POINT_EMBED_WIDTHS,
+    HierarchicalEncoder,
+    PointConv,
+    StateDictMismatchError,
+    TokenPropagation,
+    TransformerStage,
+    drop_path_rates,
+    interpolate_tokens,
+    load_state_strict,
+    pack,
+    positional_mlp,
+)
+from .losses import chamfer_l2, feature_loss
+from .masking import guided_mask, propagate_mask, random_mask
+
+if TYPE_CHECKING:
+    from .teachers import TeacherMaps
+
+__all__ = [
+    "EncoderOutput",
+    "HierarchicalEncoder",
+    "I2PMAE",
+    "I2PMAEConfig",
+    "PointClassifier",
+    "PretrainOutput",
+    "Reconstruction",
+    "StateDictMismatchError",
+    "load_config",
+    "load_state_strict",
+    "pool_tokens",
+]
+
+TEACHER_DIMS = {"efficientnet-lite0": 112, "clip-vit-b16": 512}  # channels of the 14x14 feature map
+MASKING_MODES = ("guided", "random")
+POOLING_MODES = ("max", "meanmax")
+INIT_STD = 0.02  # trunc-normal std of every Linear / Conv1d weight and the mask token (official)
+HEAD_HIDDEN = 256  # classification head MLP width (official)
+HEAD_DROPOUT = 0.5
+_INT_TUPLE_FIELDS = (
+    "num_centers group_sizes point_embed_widths encoder_dims encoder_depths encoder_heads "
+    "decoder_dims decoder_depths decoder_heads"
+).split()
+_RADIUS_FIELDS = ("local_radius", "classifier_local_radius")
+_PER_LEVEL_FIELDS = (
+    "group_sizes encoder_dims encoder_depths encoder_heads local_radius classifier_local_radius".split()
+)
+
+
+@dataclass(frozen=True)
+class I2PMAEConfig:
+    """Everything the paper varies. Defaults are the paper's pre-training model with the CLIP teacher."""
+
+    num_points: int = 2048  # points per cloud fed by the data pipeline
+    num_centers: tuple[int, ...] = (512, 256, 64)  # G_s per level, finest first
+    group_sizes: tuple[int, ...] = (16, 8, 8)  # K_s per level
+    point_embed_widths: tuple[int, ...] = PAPER_POINT_EMBED_WIDTHS  # level-0 mini-PointNet hidden widths
+    encoder_dims: tuple[int, ...] = (96, 192, 384)
+    encoder_depths: tuple[int, ...] = (5, 5, 5)
+    encoder_heads: tuple[int, ...] = (6, 6, 6)
+    decoder_dims: tuple[int, ...] = (384, 192)  # stage 0 at the top level, then one stage per finer level
+    decoder_depths: tuple[int, ...] = (1, 1)
+    decoder_heads: tuple[int, ...] = (6, 6)
+    decoder_up_blocks: int = 1  # residual conv blocks after each skip fusion
+    local_radius: tuple[float, ...] = (0.0, 0.0, 0.0)  # pre-training: local attention off (0 = off)
+    classifier_local_radius: tuple[float, ...] = (0.24, 0.48, 0.96)  # official ModelNet40 fine-tuning
+    drop_path: float = 0.1  # max stochastic-depth rate, linspace over all encoder (and decoder) blocks
+    mask_ratio: float = 0.8
+    masking: str = "guided"  # "guided" (I2P-MAE) or "random" (Point-M2AE)
+    temperature: float = 1.0  # tau in softmax(saliency / tau); 1 is the official behaviour, inf = random
+    target_2d: bool = True  # 2D-semantic reconstruction of visible tokens (False = Point-M2AE, no head)
+    loss_weight_3d: float = 1.0
+    loss_weight_2d: float = 1.0
+    num_pred_points: int | None = None  # 3D head outputs per token; None = K_h (Point-M2AE: 16)
+    teacher: str = "clip-vit-b16"
+    teacher_dim: int = 512  # teacher feature channels C
+    num_views: int = 3
+
+    def __post_init__(self) -> None:
+        for name in (*_INT_TUPLE_FIELDS, *_RADIUS_FIELDS):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in _INT_TUPLE_FIELDS:
+            values = getattr(self, name)
+            _require(
+                all(isinstance(v, int) and v > 0 for v in values), f"{name}: need positive ints, got {values}"
+            )
+        for name in ("num_points", "decoder_up_blocks", "teacher_dim", "num_views"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}"
+            )
+        self._check_levels()
+        self._check_decoder()
+        self._check_objective()
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.num_centers)
+
+    @property
+    def head_level(self) -> int:
+        """Level the decoder ends at and the heads predict from (1 in the paper)."""
+        return self.num_levels - len(self.decoder_dims)
+
+    @property
+    def pred_points(self) -> int:
+        return self.num_pred_points or self.group_sizes[self.head_level]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-ready dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> I2PMAEConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown model config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return cls(**values)
+
+    def _check_levels(self) -> None:
+        levels = self.num_levels
+        _require(levels >= 2, f"need at least 2 levels, got num_centers={self.num_centers}")
+        for name in _PER_LEVEL_FIELDS:
+            _require(
+                len(getattr(self, name)) == levels,
+                f"{name} needs one entry per level ({levels}), got {getattr(self, name)}",
+            )
+        _require(
+            all(a > b for a, b in zip(self.num_centers, self.num_centers[1:], strict=False)),
+            f"num_centers must decrease from the finest level, got {self.num_centers}",
+        )
+        sources = (self.num_points, *self.num_centers[:-1])  # what each level's centres are sampled from
+        for level, (centers, k, source) in enumerate(
+            zip(self.num_centers, self.group_sizes, sources, strict=True)
+        ):
+            _require(
+                centers <= source and k <= source,
+                f"level {level}: {centers} centres with k={k} neighbours need at most {source} candidates",
+            )
+        for level, (dim, heads) in enumerate(zip(self.encoder_dims, self.encoder_heads, strict=True)):
+            _require(dim % heads == 0, f"encoder level {level}: dim {dim} not divisible by {heads} heads")
+        _require(
+            len(self.point_embed_widths) == 3,
+            f"point_embed_widths needs 3 widths (hidden, mid, hidden2), got {self.point_embed_widths}",
+        )
+        _require(
+            all(r >= 0 for r in self.local_radius + self.classifier_local_radius),
+            "local radii must be >= 0 (0 disables local attention)",
+        )
+
+    def _check_decoder(self) -> None:
+        stages = len(self.decoder_dims)
+        _require(
+            len(self.decoder_depths) == stages and len(self.decoder_heads) == stages,
+            "decoder_dims, decoder_depths and decoder_heads need the same length",
+        )
+        _require(
+            1 <= stages < self.num_levels,
+            f"the decoder needs 1 to {self.num_levels - 1} stages (the heads predict the next finer "
+            f"level's centres), got {stages}",
+        )
+        _require(
+            self.decoder_dims[0] == self.encoder_dims[-1],
+            f"decoder_dims[0] ({self.decoder_dims[0]}) must equal the top encoder dim "
+            f"({self.encoder_dims[-1]}): visible top tokens enter the decoder as they are",
+        )
+        for stage, (dim, heads) in enumerate(zip(self.decoder_dims, self.decoder_heads, strict=True)):
+            _require(dim % heads == 0, f"decoder stage {stage}: dim {dim} not divisible by {heads} heads")
+
+    def _check_objective(self) -> None:
+        _require(0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        _require(
+            int(self.mask_ratio * self.num_centers[-1]) >= 1,
+            f"mask_ratio {self.mask_ratio} masks no token of {self.num_centers[-1]}",
+        )
+        _require(
+            self.masking in MASKING_MODES, f"masking must be one of {MASKING_MODES}, got {self.masking!r}"
+        )
+        _require(self.temperature > 0, f"temperature must be > 0 (inf = uniform), got {self.temperature}")
+        _require(0 <= self.drop_path < 1, f"drop_path must be in [0, 1), got {self.drop_path}")
+        _require(self.loss_weight_3d >= 0 and self.loss_weight_2d >= 0, "loss weights must be >= 0")
+        _require(self.num_pred_points is None or self.num_pred_points > 0, "num_pred_points must be positive")
+        known_dim = TEACHER_DIMS.get(self.teacher)
+        _require(
+            known_dim is None or known_dim == self.teacher_dim,
+            f"teacher {self.teacher!r} has {known_dim} feature channels, config says {self.teacher_dim}",
+        )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def load_config(source: str | os.PathLike | Mapping[str, Any], **overrides: Any) -> I2PMAEConfig:
+    """Model config from a YAML file or a dict (its ``model:`` section if present), then ``overrides``."""
+    if isinstance(source, Mapping):
+        document: Any = dict(source)
+    else:
+        with open(source, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+        if not isinstance(document, Mapping):
+            raise ValueError(f"{os.fspath(source)}: expected a YAML mapping, got {type(document).__name__}")
+    values = dict(document.get("model", document))
+    values.update(overrides)
+    return I2PMAEConfig.from_dict(values)
+
+
+def pool_tokens(tokens: Tensor, pool: str = "max") -> Tensor:
+    """(B, G, C) -> (B, C): ``max`` (official SVM feature) or ``meanmax`` = mean + max (fine-tuning)."""
+    if pool == "max":
+        return tokens.amax(dim=1)
+    if pool == "meanmax":
+        return tokens.mean(dim=1) + tokens.amax(dim=1)
+    raise ValueError(f"pool must be one of {POOLING_MODES}, got {pool!r}")
+
+
+def _init_module(module: nn.Module) -> None:
+    """The one init policy: trunc-normal(0.02) weights and zero biases for Linear/Conv1d, unit norms.
+
+    The official encoder uses it; its decoder blocks use xavier-uniform and its other decoder layers PyTorch's
+    defaults. One policy keeps init in one place; pre-training is not sensitive to this choice.
+    """
+    if isinstance(module, nn.Linear | nn.Conv1d):
+        trunc_normal_(module.weight, std=INIT_STD)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm | nn.BatchNorm1d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def _build_encoder(cfg: I2PMAEConfig, local_radius: tuple[float, ...]) -> HierarchicalEncoder:
+    return HierarchicalEncoder(
+        dims=cfg.encoder_dims,
+        depths=cfg.encoder_depths,
+        heads=cfg.encoder_heads,
+        point_embed_widths=cfg.point_embed_widths,
+        drop_path=cfg.drop_path,
+        local_radius=local_radius,
+    )
+
+
+class _EncoderFeatures:
+    """Unmasked feature extraction shared by :class:`I2PMAE` and :class:`PointClassifier`."""
+
+    cfg: I2PMAEConfig
+    h_encoder: HierarchicalEncoder
+
+    def build_hierarchy(self, points: Tensor) -> Hierarchy:
+        """(B, N, 3) -> the config's FPS + kNN token hierarchy."""
+        _check_points(points, self.cfg)
+        return build_hierarchy(points, self.cfg.num_centers, self.cfg.group_sizes)
+
+    def forward_features(self, points: Tensor, *, hierarchy: Hierarchy | None = None) -> list[Tensor]:
+        """All tokens, no masking: (B, N, 3) -> per level (B, G_s, C_s), layer-normed."""
+        return self.h_encoder(points, self._hierarchy(points, hierarchy))
+
+    def _hierarchy(self, points: Tensor, hierarchy: Hierarchy | None) -> Hierarchy:
+        """The given hierarchy after a shape check, or a new one built on ``points``."""
+        if hierarchy is None:
+            return self.build_hierarchy(points)
+        _check_points(points, self.cfg)
+        shapes = [tuple(idx.shape) for idx in hierarchy.neighbor_idx]
+        expected = [
+            (points.shape[0], g, k) for g, k in zip(self.cfg.num_centers, self.cfg.group_sizes, strict=True)
+        ]
+        if shapes != expected:
+            raise ValueError(
+                f"hierarchy neighbourhoods {shapes} do not fit this config and batch: {expected}"
+            )
+        return hierarchy
+
+    def extract_features(self, points: Tensor, pool: str = "max") -> Tensor:
+        """(B, N, 3) -> (B, C_top): pooled top-level tokens, ``max`` (official SVM feature) or ``meanmax``."""
+        return pool_tokens(self.forward_features(points)[-1], pool)
+
+
+def _check_points(points: Tensor, cfg: I2PMAEConfig) -> None:
+    if not isinstance(points, Tensor) or points.ndim != 3 or points.shape[-1] != 3:
+        shape = tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__
+        raise ValueError(f"points must be a (B, N, 3) tensor, got {shape}")
+    if not points.is_floating_point():
+        raise TypeError(f"points must be floating point, got {points.dtype}")
+    needed = max(cfg.num_centers[0], cfg.group_sizes[0])
+    if points.shape[1] < needed:
+        raise ValueError(f"need at least {needed} points per cloud for this config, got {points.shape[1]}")
+
+
+@dataclass
+class EncoderOutput:
+    """What :meth:`I2PMAE.forward_encoder` hands to the decoder and the loss."""
+
+    hierarchy: Hierarchy
+    masks: list[Tensor]  # per level (B, G_s) bool, True = masked
+    tokens: list[Tensor]  # per level (B, G_s, C_s), zeros where masked
+    token_saliency: Tensor | None  # (B, G_top) mean over views of the teacher saliency at the top centres
+    canonical_points: Tensor  # (B, N, 3) where teacher targets are read
+
+
+@dataclass
+class PretrainOutput:
+    """Losses and the tensors behind them. Head-level tokens of the whole batch are flattened."""
+
+    loss: Tensor  # w3d * loss_3d + w2d * loss_2d
+    loss_3d: Tensor  # Chamfer-L2 of masked tokens
+    loss_2d: Tensor  # MSE of visible tokens' teacher features; 0 when the 2D target is off
+    masks: list[Tensor]  # per level (B, G_s), True = masked
+    pred_3d: Tensor  # (M, P, 3) relative to the token centres
+    target_3d: Tensor  # (M, K_h, 3)
+    pred_2d: Tensor | None  # (V_h, K_h, V, C)
+    target_2d: Tensor | None  # (V_h, K_h, V, C)
+    token_saliency: Tensor | None  # (B, G_top)
+
+    def loss_terms(self) -> dict[str, float]:
+        """Scalar losses for logging."""
+        return {name: float(getattr(self, name).detach()) for name in ("loss", "loss_3d", "loss_2d")}
+
+
+@dataclass
+class Reconstruction:
+    """What the explorer shows. Rows are padded to the batch's largest count; ``*_valid`` marks real rows."""
+
+    centers: list[Tensor]  # per level (B, G_s, 3)
+    masks: list[Tensor]  # per level (B, G_s), True = masked
+    token_saliency: Tensor | None  # (B, G_top)
+    head_level: int  # level of the reconstructed tokens (1 in the paper)
+    masked_index: Tensor  # (B, M) index of each masked head-level token
+    masked_valid: Tensor  # (B, M)
+    pred_points: Tensor  # (B, M, P, 3) predicted neighbours, absolute coordinates
+    target_points: Tensor  # (B, M, K_h, 3) true neighbour centres, absolute coordinates
+    visible_points: Tensor  # (B, V_0, K_0, 3) input points of the visible level-0 groups
+    visible_valid: Tensor  # (B, V_0)
+    chamfer: Tensor  # (B,) Chamfer-L2 per shape, averaged over its masked tokens
+
+
+class I2PMAE(_EncoderFeatures, nn.Module):
+    """The pre-training model (3D network only; the teacher stays outside).
+
+    ``forward`` = ``forward_encoder`` -> ``forward_decoder`` -> ``forward_loss``, always returning a
+    :class:`PretrainOutput`. Masking happens in every mode; :meth:`forward_features` never masks.
+    """
+
+    def __init__(self, cfg: I2PMAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.h_encoder = _build_encoder(cfg, cfg.local_radius)
+        top, dec = cfg.num_levels - 1, cfg.decoder_dims
+        self.mask_token = nn.Parameter(torch.zeros(1, dec[0]))
+        rates = drop_path_rates(cfg.drop_path, cfg.decoder_depths)
+        self.h_decoder = nn.ModuleList(
+            TransformerStage(dim=c, depth=depth, num_heads=heads, drop_path=rate)
+            for c, depth, heads, rate in zip(dec, cfg.decoder_depths, cfg.decoder_heads, rates, strict=True)
+        )
+        self.decoder_pos_embeds = nn.ModuleList(positional_mlp(c) for c in dec)
+        self.token_prop = nn.ModuleList(  # stage i >= 1 fuses the level (top - i) encoder skip
+            TokenPropagation(
+                in_channels=cfg.encoder_dims[top - i] + dec[i - 1],
+                out_channels=dec[i],
+                num_blocks=cfg.decoder_up_blocks,
+            )
+            for i in range(1, len(dec))
+        )
+        self.decoder_norm = nn.LayerNorm(dec[-1])
+        self.rec_head_3d = PointConv(dec[-1], 3 * cfg.pred_points)
+        num_targets_2d = cfg.group_sizes[cfg.head_level] * cfg.num_views * cfg.teacher_dim
+        self.rec_head_2d = PointConv(dec[-1], num_targets_2d) if cfg.target_2d else None
+        self.init_weights()
+        # The finer levels' LayerNorms feed only forward_features, no pre-training loss: frozen, so optimisers
+        # and DDP see only parameters the loss trains (they stay at their init, as in the official code).
+        for level in range(cfg.head_level):
+            self.h_encoder.encoder_norms[level].requires_grad_(False)
+
+    def init_weights(self) -> None:
+        """See :func:`_init_module`; the mask token is trunc-normal(0.02) like the official one."""
+        self.apply(_init_module)
+        trunc_normal_(self.mask_token, std=INIT_STD)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that are neither biases nor 1-D but must not decay."""
+        return {"mask_token"}
+
+    def forward(
+        self,
+        points: Tensor,
+        teacher_maps: TeacherMaps | None = None,
+        *,
+        canonical_points: Tensor | None = None,
+        top_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PretrainOutput:
+        """One pre-training step's losses.
+
+        Args:
+            points: (B, N, 3) the (possibly augmented) cloud the 3D network sees.
+            teacher_maps: teacher outputs on ``canonical_points``; needed by guided masking and the 2D target.
+            canonical_points: (B, N, 3) the same points before augmentation (same order); default ``points``.
+            top_mask: (B, G_top) bool, True = masked, to impose a mask instead of drawing one.
+            generator: seeds the mask draw (any device; the mask is moved to the points' device).
+        """
+        enc = self.forward_encoder(
+            points, teacher_maps, canonical_points=canonical_points, top_mask=top_mask, generator=generator
+        )
+        return self.forward_loss(enc, self.forward_decoder(enc), teacher_maps)
+
+    def forward_encoder(
+        self,
+        points: Tensor,
+        teacher_maps: TeacherMaps | None = None,
+        *,
+        canonical_points: Tensor | None = None,
+        top_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        hierarchy: Hierarchy | None = None,
+    ) -> EncoderOutput:
+        """Tokenise, draw (or take) the top-level mask, propagate it and encode the visible tokens."""
+        hierarchy = self._hierarchy(points, hierarchy)
+        canonical = points if canonical_points is None else canonical_points
+        if canonical.shape != points.shape:
+            raise ValueError(
+                f"canonical_points {tuple(canonical.shape)} must match points {tuple(points.shape)}"
+            )
+        saliency = None
+        if teacher_maps is not None:
+            self._check_teacher_maps(teacher_maps, points.shape[0])
+            top_centers = gather(canonical, hierarchy.point_idx(self.cfg.num_levels - 1))  # (B, G_top, 3)
+            saliency = teacher_maps.sample(top_centers)[1].mean(dim=-1)  # (B, G_top)
+        if top_mask is None:
+            top_mask = self._draw_mask(saliency, hierarchy, generator)
+        masks = propagate_mask(top_mask.to(points.device), hierarchy)
+        tokens = self.h_encoder(points, hierarchy, masks)
+        return EncoderOutput(
+            hierarchy=hierarchy,
+            masks=masks,
+            tokens=tokens,
+            token_saliency=saliency,
+            canonical_points=canonical,
+        )
+
+    def forward_decoder(self, enc: EncoderOutput) -> Tensor:
+        """Encoder output -> decoded, layer-normed head-level tokens (B, G_h, C_dec)."""
+        centers, top = enc.hierarchy.centers, self.cfg.num_levels - 1
+        mask_token = self.mask_token.to(enc.tokens[top].dtype)
+        x = torch.where(enc.masks[top].unsqueeze(-1), mask_token, enc.tokens[top])  # (B, G_top, C)
+        x = self.h_decoder[0](x, self.decoder_pos_embeds[0](centers[top]))
+        for stage in range(1, len(self.h_decoder)):
+            level = top - stage
+            upsampled = interpolate_tokens(centers[level], centers[level + 1], x)  # (B, G_s, C_prev)
+            x = self.token_prop[stage - 1](enc.tokens[level], upsampled)  # (B, G_s, C_stage)
+            x = self.h_decoder[stage](x, self.decoder_pos_embeds[stage](centers[level]))
+        return self.decoder_norm(x)
+
+    def forward_loss(
+        self, enc: EncoderOutput, decoded: Tensor, teacher_maps: TeacherMaps | None = None
+    ) -> PretrainOutput:
+        """Chamfer-L2 on masked head-level tokens (+ teacher-feature MSE on visible ones)."""
+        level = self.cfg.head_level
+        mask = enc.masks[level]  # (B, G_h)
+        if not bool(mask.any()):
+            raise ValueError(f"no masked token at level {level}: nothing to reconstruct")
+        pred_3d = self._predict_3d(decoded[mask])  # (M, P, 3)
+        target_3d = self._neighbor_offsets(enc.hierarchy, level)[mask]  # (M, K_h, 3)
+        loss_3d = chamfer_l2(pred_3d, target_3d)
+        pred_2d = target_2d = None
+        loss_2d = loss_3d.new_zeros(())
+        if self.rec_head_2d is not None:
+            if teacher_maps is None:
+                raise ValueError("the 2D target is on (target_2d=True) but no teacher_maps were given")
+            self._check_teacher_maps(teacher_maps, decoded.shape[0])
+            visible = ~mask
+            pred_2d = self._predict_2d(decoded[visible])  # (V_h, K_h, V, C)
+            target_2d = self._teacher_targets(teacher_maps, enc, level)[visible]  # (V_h, K_h, V, C)
+            loss_2d = feature_loss(pred_2d, target_2d)
+        loss = self.cfg.loss_weight_3d * loss_3d + self.cfg.loss_weight_2d * loss_2d
+        return PretrainOutput(
+            loss=loss,
+            loss_3d=loss_3d,
+            loss_2d=loss_2d,
+            masks=enc.masks,
+            pred_3d=pred_3d,
+            target_3d=target_3d,
+            pred_2d=pred_2d,
+            target_2d=target_2d,
+            token_saliency=enc.token_saliency,
+        )
+
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        points: Tensor,
+        teacher_maps: TeacherMaps | None = None,
+        *,
+        top_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        hierarchy: Hierarchy | None = None,
+    ) -> Reconstruction:
+        """Mask, encode, decode and place the predicted neighbours of masked head-level tokens in the cloud.
+
+        Args:
+            points: (B, N, 3) canonical points (teacher maps, if given, were computed on them).
+            teacher_maps: for token saliency and guided masking.
+            top_mask: (B, G_top) bool, True = masked, to impose a mask (e.g. the app's random vs guided).
+            generator: seeds the mask draw when ``top_mask`` is None.
+            hierarchy: the tokenisation of ``points`` if the caller already built it.
+        """
+        enc = self.forward_encoder(
+            points, teacher_maps, top_mask=top_mask, generator=generator, hierarchy=hierarchy
+        )
+        decoded = self.forward_decoder(enc)
+        hierarchy, level = enc.hierarchy, self.cfg.head_level
+        masked = pack(enc.masks[level], what=f"masked level-{level} token")
+        batch, num_masked = masked.index.shape
+        centers = gather(hierarchy.centers[level], masked.index).unsqueeze(2)  # (B, M, 1, 3)
+        pred = self._predict_3d(gather(decoded, masked.index).flatten(0, 1))  # (B M, P, 3)
+        pred = pred.unflatten(0, (batch, num_masked)) + centers  # (B, M, P, 3)
+        target = gather(self._neighbor_offsets(hierarchy, level), masked.index) + centers  # (B, M, K_h, 3)
+        per_token = chamfer_l2(pred, target, reduction="none")  # (B, M)
+        chamfer = (per_token * masked.valid).sum(1) / masked.valid.sum(1)  # (B,)
+        visible = pack(~enc.masks[0], what="visible level-0 token")
+        groups = gather(points, hierarchy.neighbor_idx[0])  # (B, G_0, K_0, 3)
+        return Reconstruction(
+            centers=hierarchy.centers,
+            masks=enc.masks,
+            token_saliency=enc.token_saliency,
+            head_level=level,
+            masked_index=masked.index,
+            masked_valid=masked.valid,
+            pred_points=pred,
+            target_points=target,
+            visible_points=gather(groups, visible.index),
+            visible_valid=visible.valid,
+            chamfer=chamfer,
+        )
+
+    def _draw_mask(
+        self, saliency: Tensor | None, hierarchy: Hierarchy, generator: torch.Generator | None
+    ) -> Tensor:
+        """Top-level mask (B, G_top), True = masked; drawn on the generator's device."""
+        cfg = self.cfg
+        device = generator.device if generator is not None else hierarchy.centers[-1].device
+        if cfg.masking == "random":
+            batch = hierarchy.centers[-1].shape[0]
+            return random_mask(batch, cfg.num_centers[-1], cfg.mask_ratio, generator=generator, device=device)
+        if saliency is None:
+            raise ValueError("guided masking needs teacher_maps (or pass top_mask, or use masking='random')")
+        return guided_mask(
+            saliency.to(device), cfg.mask_ratio, temperature=cfg.temperature, generator=generator
+        )
+
+    def _predict_3d(self, tokens: Tensor) -> Tensor:
+        """(T, C_dec) -> (T, P, 3) predicted neighbour offsets."""
+        return self.rec_head_3d(tokens).reshape(tokens.shape[0], self.cfg.pred_points, 3)
+
+    def _predict_2d(self, tokens: Tensor) -> Tensor:
+        """(T, C_dec) -> (T, K_h, V, C) predicted teacher features (official channel order K, V, C)."""
+        cfg = self.cfg
+        out = self.rec_head_2d(tokens)  # (T, K_h V C)
+        return out.reshape(tokens.shape[0], cfg.group_sizes[cfg.head_level], cfg.num_views, cfg.teacher_dim)
+
+    @staticmethod
+    def _neighbor_offsets(hierarchy: Hierarchy, level: int) -> Tensor:
+        """(B, G_s, K_s, 3): the level s-1 centres in each level-s neighbourhood, relative to its centre."""
+        neighbors = gather(hierarchy.centers[level - 1], hierarchy.neighbor_idx[level])  # (B, G_s, K_s, 3)
+        return neighbors - hierarchy.centers[level].unsqueeze(2)
+
+    @staticmethod
+    def _teacher_targets(teacher_maps: TeacherMaps, enc: EncoderOutput, level: int) -> Tensor:
+        """(B, G_s, K_s, V, C): teacher features at the canonical level s-1 centres of each neighbourhood."""
+        hierarchy = enc.hierarchy
+        lower = gather(enc.canonical_points, hierarchy.point_idx(level - 1))  # (B, G_{s-1}, 3)
+        features = teacher_maps.sample(lower)[0]  # (B, G_{s-1}, V, C)
+        return gather(features, hierarchy.neighbor_idx[level])  # (B, G_s, K_s, V, C)
+
+    def _check_teacher_maps(self, teacher_maps: TeacherMaps, batch: int) -> None:
+        cfg, features = self.cfg, teacher_maps.features
+        expected = (batch, cfg.num_views, cfg.teacher_dim)
+        if features.ndim != 5 or tuple(features.shape[:3]) != expected:
+            raise ValueError(
+                f"teacher_maps.features must be (B, V, C, h, w) with (B, V, C) = {expected} "
+                f"(teacher {cfg.teacher!r}), got {tuple(features.shape)}"
+            )
+
+
+class PointClassifier(_EncoderFeatures, nn.Module):
+    """Fine-tuning model: the hierarchical encoder with local attention, mean+max pooling and an MLP head."""
+
+    def __init__(self, cfg: I2PMAEConfig, num_classes: int) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        self.cfg, self.num_classes = cfg, num_classes
+        self.h_encoder = _build_encoder(cfg, cfg.classifier_local_radius)
+        self.cls_head_finetune = nn.Sequential(
+            nn.Linear(cfg.encoder_dims[-1], HEAD_HIDDEN),
+            nn.BatchNorm1d(HEAD_HIDDEN),
+            nn.ReLU(inplace=True),
+            nn.Dropout(HEAD_DROPOUT),
+            nn.Linear(HEAD_HIDDEN, HEAD_HIDDEN),
+            nn.BatchNorm1d(HEAD_HIDDEN),
+            nn.ReLU(inplace=True),
+            nn.Dropout(HEAD_DROPOUT),
+            nn.Linear(HEAD_HIDDEN, num_classes),
+        )
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """See :func:`_init_module`."""
+        self.apply(_init_module)
+
+    def no_weight_decay(self) -> set[str]:
+        return set()
+
+    def forward(self, points: Tensor, *, hierarchy: Hierarchy | None = None) -> Tensor:
+        """(B, N, 3) -> class logits (B, num_classes). Training mode needs B >= 2 (BatchNorm in the head)."""
+        tokens = self.forward_features(points, hierarchy=hierarchy)[-1]  # (B, G_top, C)
+        return self.cls_head_finetune(pool_tokens(tokens, "meanmax"))
+
+    def load_encoder_state(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load ``h_encoder.*`` from a pre-training state dict (other keys ignored); strict on the encoder."""
+        prefix = "h_encoder."
+        encoder_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        load_state_strict(self.h_encoder, encoder_state, prefix)
