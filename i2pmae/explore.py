@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .geometry import Hierarchy, build_hierarchy
 from .masking import guided_mask, propagate_mask, random_mask
+from .model import I2PMAE, Reconstruction
 from .teachers import Teacher, TeacherMaps, compute_teacher_maps
 
 PAPER_NUM_CENTERS = (512, 256, 64)
@@ -158,3 +159,51 @@ def write_report(
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2))
     return [*written, summary_path]
+
+
+def reconstruct_masks(model: I2PMAE, analysis: ShapeAnalysis, masks: MaskPair) -> dict[str, Reconstruction]:
+    """Run the pre-trained model on the shape under its random and its guided mask.
+
+    ``analysis`` must use the model's hierarchy (``num_centers``/``group_sizes`` of ``model.cfg``).
+    """
+    points, hierarchy = analysis.points[None], analysis.hierarchy  # (1, N, 3)
+    with torch.no_grad():
+        return {
+            kind: model.reconstruct(points, analysis.maps, top_mask=levels[-1][None], hierarchy=hierarchy)
+            for kind, levels in (("random", masks.random), ("guided", masks.guided))
+        }
+
+
+def write_reconstructions(
+    model: I2PMAE,
+    points: np.ndarray | Tensor,
+    teacher: Teacher,
+    out_dir: str | Path,
+    *,
+    name: str,
+    mask_ratio: float = 0.8,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> list[Path]:
+    """Visible points, masked ground truth and prediction under random and guided masks, as PNG and PLY."""
+    from . import visualize as viz
+
+    cfg = model.cfg
+    analysis = analyse_shape(points, teacher, num_centers=cfg.num_centers, group_sizes=cfg.group_sizes)
+    masks = make_masks(analysis, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
+    out = Path(out_dir)
+    written = []
+    for kind, rec in reconstruct_masks(model, analysis, masks).items():
+        visible = rec.visible_points[0][rec.visible_valid[0]].reshape(-1, 3).cpu().numpy()
+        truth = rec.target_points[0][rec.masked_valid[0]].reshape(-1, 3).cpu().numpy()
+        pred = rec.pred_points[0][rec.masked_valid[0]].reshape(-1, 3).cpu().numpy()
+        label = "random" if kind == "random" else f"2D-guided (tau={temperature:g})"
+        written.append(viz.save_reconstruction(
+            visible, truth, pred, out / f"reconstruction_{kind}.png",
+            title=f"{name}, {label} mask: Chamfer-L2 {float(rec.chamfer[0]):.2e}",
+        ))
+        colours = [viz.rgb255(viz.VISIBLE_RGB, len(visible)), viz.rgb255(viz.TRUTH_RGB, len(truth)),
+                   viz.rgb255(viz.PREDICTED_RGB, len(pred))]
+        cloud = np.concatenate([visible, truth, pred])
+        written.append(viz.write_ply(out / f"reconstruction_{kind}.ply", cloud, np.concatenate(colours)))
+    return written
