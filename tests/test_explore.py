@@ -9,10 +9,18 @@ import pytest
 import torch
 
 from i2pmae.cli import main
-from i2pmae.explore import MaskPair, ShapeAnalysis, analyse_shape, make_masks, mask_stats
+from i2pmae.explore import (
+    MaskPair,
+    ShapeAnalysis,
+    analyse_shape,
+    make_masks,
+    mask_stats,
+    write_reconstructions,
+)
 from i2pmae.geometry import build_hierarchy
 from i2pmae.io import load_points
 from i2pmae.masking import num_visible
+from i2pmae.model import I2PMAE, load_config
 from i2pmae.teachers import load_teacher
 
 CENTERS, GROUPS = (128, 64, 16), (16, 8, 8)
@@ -112,3 +120,20 @@ def test_cli_explore_bad_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("i2pmae explore: error:") and "junk.ply" in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def test_reconstructions_are_written_for_both_masks(tmp_path):
+    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "pretrain", "tiny.yaml")
+    model = I2PMAE(load_config(config)).eval()
+    points = load_points(os.path.join(ASSETS, "bunny.obj"), model.cfg.num_points)
+    written = write_reconstructions(model, points, load_teacher(), tmp_path, name="bunny", temperature=0.01)
+    assert sorted(p.name for p in written) == sorted(
+        f"reconstruction_{kind}.{ext}" for kind in ("random", "guided") for ext in ("png", "ply")
+    )
+    ply = (tmp_path / "reconstruction_guided.ply").read_text().splitlines()
+    count = int(next(line for line in ply if line.startswith("element vertex")).split()[-1])
+    body = np.loadtxt(ply[ply.index("end_header") + 1:])
+    assert body.shape == (count, 6)
+    # Three colours: visible input, masked ground truth, prediction.
+    assert len(np.unique(body[:, 3:], axis=0)) == 3
+    assert np.all(np.abs(body[:, :3]) < 2.0)
