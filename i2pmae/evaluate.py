@@ -1,0 +1,365 @@
+"""Downstream evaluation of a pre-trained encoder: frozen features, SVM, few-shot, linear probe, voting.
+
+Protocols (DESIGN.md 1.9), written so that a number can be reproduced from what is recorded next to it:
+
+- **Linear SVM** (:func:`linear_svm_eval`): a linear SVM on the frozen max-pool feature of the top-level
+  tokens. C (from a small grid) and whether features are standardised are chosen by stratified k-fold
+  cross-validation on the TRAIN features only; the chosen model is refitted on all of train and scored once on
+  test. The result records C, the choice of scaling, the CV accuracy and the fold setup.
+- **Few-shot** (:func:`few_shot_eval`): N-way K-shot episodes (10 folds, 20 queries per class by default);
+  per episode ``way`` classes are drawn, then ``shot + queries`` distinct shapes of each; a linear SVM with a
+  fixed C is fitted on the support set and scored on the queries. Mean and standard deviation over the folds.
+- **Linear probe** (:func:`fit_linear_probe`): multinomial logistic regression (C chosen by CV on train)
+  giving class probabilities; the standardisation is folded into one linear layer so that the shipped
+  classifier is just ``softmax(features @ W.T + b)``.
+- **Voting** (:func:`predict_with_voting`): class probabilities averaged over N augmented passes of a
+  fine-tuned classifier (the mean of the votes, never the best of many runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SVM_C_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)  # the official protocol uses C = 0.01
+PROBE_C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+CV_FOLDS = 5
+FEW_SHOT_C = 0.01  # fixed a priori: K-shot support sets are too small to choose C on
+FEW_SHOT_FOLDS = 10
+FEW_SHOT_QUERIES = 20
+SVM_MAX_ITER = 20_000
+PROBE_MAX_ITER = 2_000
+FEATURE_BATCH = 64
+PROBE_FORMAT = "i2pmae-linear-probe-v1"
+
+
+# --------------------------------------------------------------------------------------------- features
+@torch.no_grad()
+def extract_features(
+    model: torch.nn.Module,
+    dataset: torch.utils.data.Dataset,
+    *,
+    pool: str = "max",
+    batch_size: int = FEATURE_BATCH,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    desc: str = "features",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen features of every shape of a data set, in data-set order.
+
+    Args:
+        model: an ``I2PMAE`` (anything with ``extract_features(points, pool=...) -> (B, C)``).
+        dataset: items are dicts with ``points`` (N, 3) and ``label``.
+        pool: "max" (the SVM feature) or "meanmax".
+
+    Returns:
+        features (num_shapes, C) float32 and labels (num_shapes,) int64.
+    """
+    from tqdm import tqdm
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    was_training = model.training
+    model.eval()
+    feats, labels = [], []
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        points = batch["points"].to(device=device, dtype=torch.float32)  # (B, N, 3)
+        feats.append(model.extract_features(points, pool=pool).float().cpu())  # (B, C)
+        labels.append(torch.as_tensor(batch["label"]).long())
+    model.train(was_training)
+    if not feats:
+        raise ValueError("the data set is empty: no features to extract")
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+
+
+# --------------------------------------------------------------------------------------------- linear SVM
+def _svm(c: float, standardize: bool, seed: int):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    svc = LinearSVC(C=c, max_iter=SVM_MAX_ITER, random_state=seed)
+    return make_pipeline(StandardScaler(), svc) if standardize else svc
+
+
+def _check_xy(features: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels).astype(np.int64)
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"{what}: expected features (n, C) and labels (n,), got {x.shape} and {y.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what}: features contain NaN or inf")
+    return x, y
+
+
+def _cv_folds(labels: np.ndarray, folds: int) -> int:
+    """Folds of a stratified CV: at most the size of the smallest class, at least 2."""
+    smallest = int(np.bincount(labels).astype(np.int64)[np.unique(labels)].min())
+    if smallest < 2:
+        raise ValueError("cross-validation needs at least 2 training shapes in every class")
+    return min(folds, smallest)
+
+
+def select_svm(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    c_grid: Sequence[float] = SVM_C_GRID,
+    cv_folds: int = CV_FOLDS,
+    seed: int = 0,
+) -> dict:
+    """Choose C and standardisation of a linear SVM by stratified k-fold CV on the given (training) set.
+
+    Returns:
+        dict(C, standardize, cv_accuracy, cv_folds, scores) where scores maps "C=...,std=..." to CV accuracy.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    x, y = _check_xy(features, labels, "svm train")
+    folds = _cv_folds(y, cv_folds)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = {}
+    for standardize in (False, True):
+        for c in c_grid:
+            acc = cross_val_score(_svm(c, standardize, seed), x, y, cv=splitter).mean()
+            scores[(float(c), standardize)] = float(acc)
+    # Ties go to the smaller C and to raw features (the simpler model): the grid is visited in that order.
+    (best_c, best_std), best = max(scores.items(), key=lambda kv: kv[1])
+    return {
+        "C": best_c, "standardize": best_std, "cv_accuracy": best, "cv_folds": folds,
+        "scores": {f"C={c:g},std={s}": v for (c, s), v in scores.items()},
+    }
+
+
+def linear_svm_eval(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    c_grid: Sequence[float] = SVM_C_GRID,
+    cv_folds: int = CV_FOLDS,
+    seed: int = 0,
+) -> dict:
+    """Linear-SVM accuracy on test with C and scaling chosen by CV on train only.
+
+    Args:
+        train_features: (n_train, C); train_labels: (n_train,).
+        test_features: (n_test, C); test_labels: (n_test,).
+
+    Returns:
+        dict(accuracy, C, standardize, cv_accuracy, cv_folds, c_grid, scores), accuracy in [0, 1].
+    """
+    x_test, y_test = _check_xy(test_features, test_labels, "svm test")
+    x_train, y_train = _check_xy(train_features, train_labels, "svm train")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise ValueError(f"train and test features differ in width: {x_train.shape[1]} vs {x_test.shape[1]}")
+    choice = select_svm(x_train, y_train, c_grid=c_grid, cv_folds=cv_folds, seed=seed)
+    clf = _svm(choice["C"], choice["standardize"], seed).fit(x_train, y_train)
+    accuracy = float((clf.predict(x_test) == y_test).mean())
+    return {"accuracy": accuracy, **choice, "c_grid": [float(c) for c in c_grid]}
+
+
+# --------------------------------------------------------------------------------------------- few-shot
+def few_shot_eval(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    way: int,
+    shot: int,
+    folds: int = FEW_SHOT_FOLDS,
+    queries: int = FEW_SHOT_QUERIES,
+    seed: int = 0,
+    C: float = FEW_SHOT_C,  # noqa: N803 - the SVM's name for it
+) -> dict:
+    """N-way K-shot accuracy of a linear SVM fitted per episode on frozen features.
+
+    Episode ``f`` draws, with ``numpy.random.default_rng([seed, f])``, ``way`` classes among those with at
+    least ``shot + queries`` shapes, then ``shot + queries`` distinct shapes of each: the first ``shot`` are
+    the support set, the rest the queries. Support and queries never overlap.
+
+    Args:
+        features: (n, C); labels: (n,).
+
+    Returns:
+        dict(mean, std, accs, way, shot, folds, queries, seed, C); accuracies in [0, 1], std over the
+        folds (ddof=0).
+    """
+    x, y = _check_xy(features, labels, "few-shot")
+    for name, value in (("way", way), ("shot", shot), ("folds", folds), ("queries", queries)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    if way < 2:
+        raise ValueError(f"way must be at least 2 (a 1-way episode has nothing to classify), got {way}")
+    classes, counts = np.unique(y, return_counts=True)
+    eligible = classes[counts >= shot + queries]
+    if len(eligible) < way:
+        raise ValueError(
+            f"{way}-way {shot}-shot with {queries} queries needs {way} classes with >= {shot + queries} "
+            f"shapes; this data set has {len(eligible)}"
+        )
+    accs = [
+        _episode(x, y, eligible, way, shot, queries, np.random.default_rng([seed, fold]), C)
+        for fold in range(folds)
+    ]
+    return {
+        "mean": float(np.mean(accs)), "std": float(np.std(accs)), "accs": [float(a) for a in accs],
+        "way": int(way), "shot": int(shot), "folds": int(folds), "queries": int(queries), "seed": int(seed),
+        "C": float(C),
+    }
+
+
+def _episode(
+    x: np.ndarray, y: np.ndarray, eligible: np.ndarray, way: int, shot: int, queries: int,
+    rng: np.random.Generator, c: float,
+) -> float:
+    chosen = rng.choice(eligible, size=way, replace=False)
+    support, query = [], []
+    for cls in chosen:
+        members = rng.choice(np.flatnonzero(y == cls), size=shot + queries, replace=False)
+        support.append(members[:shot])
+        query.append(members[shot:])
+    s, q = np.concatenate(support), np.concatenate(query)
+    clf = _svm(c, True, 0).fit(x[s], y[s])
+    return float((clf.predict(x[q]) == y[q]).mean())
+
+
+def summarize(values: Sequence[float]) -> dict:
+    """Mean and standard deviation (ddof=0) of per-seed results."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "values": [float(v) for v in arr]}
+
+
+# --------------------------------------------------------------------------------------------- linear probe
+@dataclass
+class LinearProbe:
+    """A linear classifier on frozen features: probabilities = softmax(features @ weight.T + bias)."""
+
+    weight: Tensor  # (K, C)
+    bias: Tensor  # (K,)
+    classes: list[str]
+    info: dict = field(default_factory=dict)  # how it was fitted (C, CV accuracy, data, pool)
+
+    def __post_init__(self) -> None:
+        k, c = self.weight.shape
+        if self.bias.shape != (k,) or len(self.classes) != k:
+            raise ValueError(
+                f"linear probe: weight {tuple(self.weight.shape)}, bias {tuple(self.bias.shape)} and "
+                f"{len(self.classes)} class names do not match"
+            )
+
+    def predict_proba(self, features: Tensor) -> Tensor:
+        """(B, C) features -> (B, K) class probabilities."""
+        w = self.weight.to(features)
+        return torch.softmax(features @ w.T + self.bias.to(features), dim=-1)  # (B, K)
+
+
+def fit_linear_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    *,
+    c_grid: Sequence[float] = PROBE_C_GRID,
+    cv_folds: int = CV_FOLDS,
+    seed: int = 0,
+) -> LinearProbe:
+    """Multinomial logistic regression on standardised features, C chosen by stratified CV on these data.
+
+    The standardisation is folded into the returned weights: W' = W / sigma, b' = b - W' mu.
+
+    Args:
+        features: (n, C); labels: (n,) indices into ``classes``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    x, y = _check_xy(features, labels, "linear probe")
+    if y.min() < 0 or y.max() >= len(classes):
+        raise ValueError(f"labels must index the {len(classes)} class names, got [{y.min()}, {y.max()}]")
+    mu, sigma = x.mean(0), x.std(0)
+    sigma = np.where(sigma > 0, sigma, 1.0)
+    xs = (x - mu) / sigma
+    folds = _cv_folds(y, cv_folds)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+    def make(c: float) -> LogisticRegression:
+        return LogisticRegression(C=c, max_iter=PROBE_MAX_ITER)
+
+    scores = {float(c): float(cross_val_score(make(c), xs, y, cv=splitter).mean()) for c in c_grid}
+    best_c = max(scores, key=scores.get)
+    clf = make(best_c).fit(xs, y)
+    coef = np.zeros((len(classes), x.shape[1]))
+    intercept = np.full(len(classes), -np.inf)  # classes absent from train are never predicted
+    coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
+    weight = coef / sigma  # (K, C)
+    bias = intercept - weight @ mu  # (K,)
+    info = {"C": best_c, "cv_accuracy": scores[best_c], "cv_folds": folds,
+            "scores": {f"C={c:g}": v for c, v in scores.items()}, "train_shapes": len(y)}
+    return LinearProbe(torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32),
+                       [str(c) for c in classes], info)
+
+
+def save_probe(probe: LinearProbe, path: str | os.PathLike) -> None:
+    """Write the probe as safetensors (``weight``, ``bias``), class names and fit info in its metadata."""
+    from safetensors.torch import save_file
+
+    meta = {"format": PROBE_FORMAT, "classes": json.dumps(probe.classes), "info": json.dumps(probe.info)}
+    tmp = f"{os.fspath(path)}.tmp"
+    save_file({"weight": probe.weight.contiguous(), "bias": probe.bias.contiguous()}, tmp, metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_probe(path: str | os.PathLike) -> LinearProbe:
+    """Read a probe written by :func:`save_probe`."""
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no linear probe at {os.fspath(path)}")
+    with safe_open(os.fspath(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != PROBE_FORMAT:
+            raise ValueError(f"{os.fspath(path)} is not an i2pmae linear probe ({meta.get('format')!r})")
+        weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
+    return LinearProbe(weight, bias, json.loads(meta["classes"]), json.loads(meta["info"]))
+
+
+def top_k(probabilities: Tensor, classes: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
+    """(K,) probabilities -> the k most likely (class name, probability), most likely first."""
+    values, idx = torch.topk(probabilities, min(k, probabilities.numel()))
+    return [(classes[int(i)], float(v)) for v, i in zip(values, idx, strict=True)]
+
+
+# --------------------------------------------------------------------------------------------- voting
+@torch.no_grad()
+def predict_with_voting(
+    classifier: Callable[[Tensor], Tensor],
+    points: Tensor,
+    *,
+    votes: int = 1,
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Class probabilities averaged over ``votes`` passes: pass 0 sees the input, the others augmentations.
+
+    Args:
+        classifier: (B, N, 3) -> (B, K) logits.
+        points: (B, N, 3).
+        augment: (points, generator) -> augmented points; required when votes > 1.
+
+    Returns:
+        (B, K) mean of the per-pass softmax probabilities.
+    """
+    if votes < 1:
+        raise ValueError(f"votes must be >= 1, got {votes}")
+    if votes > 1 and augment is None:
+        raise ValueError("voting with more than one pass needs an augmentation")
+    total = torch.softmax(classifier(points), dim=-1)  # (B, K)
+    for _ in range(votes - 1):
+        total = total + torch.softmax(classifier(augment(points, generator)), dim=-1)
+    return total / votes
+

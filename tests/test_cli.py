@@ -1,0 +1,167 @@
+"""End-to-end CLI on tiny synthetic data: pretrain, svm, fewshot, probe, classify, encode, inspect."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_train import CLASSES, micro_config, shapes
+
+from i2pmae.cli import main
+from i2pmae.data import save_npz
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A micro config, train/test npz files and a run pre-trained for 2 steps through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    for split, count, seed in (("train", 24, 0), ("test", 15, 1)):
+        points, labels = shapes(count, seed=seed)
+        save_npz(root / f"{split}.npz", points, labels, CLASSES)
+    config = root / "micro.yaml"
+    config.write_text(yaml.safe_dump(micro_config(train={"epochs": 1, "max_steps": 2})))
+    torch.set_num_threads(1)
+    code = main(["pretrain", "--config", str(config), "--data", str(root / "train.npz"), "--out",
+                 str(root / "run"), "train.progress=false"])
+    assert code == 0
+    return root
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_pretrain_writes_a_run_directory(workspace):
+    run = workspace / "run"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["max_steps"] == 2 and saved["train"]["progress"] is False
+    assert saved["data"].endswith("train.npz") and saved["kind"] == "pretrain"
+    assert (run / "model.safetensors").is_file() and (run / "train_state.pt").is_file()
+    assert len((run / "log.csv").read_text().splitlines()) == 3  # header + 2 steps
+
+
+def test_svm_and_fewshot_record_their_protocol(workspace, capsys):
+    ckpt, out = str(workspace / "run" / "model.safetensors"), workspace / "svm.json"
+    assert main(["svm", "--checkpoint", ckpt, "--train", str(workspace / "train.npz"), "--test",
+                 str(workspace / "test.npz"), "--json", str(out), "--seeds", "0", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("svm: accuracy") and "over 2 seed(s)" in line and "64 points" in line
+    result = json.loads(out.read_text())
+    assert 0 <= result["accuracy"] <= 1 and len(result["runs"]) == 2
+    protocol = result["protocol"]
+    assert protocol["seeds"] == [0, 1] and protocol["scored"]["shapes"] == 15
+    assert protocol["train"]["points"] == 64
+    assert "CV on the fitted shapes" in protocol["selection"]
+
+    out = workspace / "val.json"
+    assert main(["svm", "--checkpoint", ckpt, "--train", str(workspace / "train.npz"),
+                 "--val-fraction", "0.25", "--json", str(out)]) == 0
+    scored = json.loads(out.read_text())["protocol"]["scored"]
+    assert scored["validation_shapes"] == 6 and scored["split"] == "train"  # 2 per class of 8; no test
+
+    out = workspace / "fewshot.json"
+    assert main(["fewshot", "--checkpoint", ckpt, "--data", str(workspace / "train.npz"), "--way", "3",
+                 "--shot", "2", "--queries", "3", "--folds", "4", "--json", str(out)]) == 0
+    assert "3-way 2-shot accuracy" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert {"mean", "std", "accs"} <= set(result) and len(result["accs"]) == 4
+    assert result["protocol"]["data"]["shapes"] == 24
+
+
+def test_probe_classify_encode_and_inspect(workspace, capsys, tmp_path):
+    ckpt = workspace / "run" / "model.safetensors"
+    assert main(["probe", "--checkpoint", str(ckpt), "--train", str(workspace / "train.npz")]) == 0
+    probe = workspace / "run" / "model_probe.safetensors"
+    assert probe.is_file()
+    shape = tmp_path / "shape.npy"
+    np.save(shape, shapes(1, seed=5)[0][0])
+    capsys.readouterr()
+    assert main(["classify", str(shape), "--checkpoint", str(ckpt), "--top-k", "2",
+                 "--json", str(tmp_path / "c.json")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "linear probe" in printed[0] and len(printed) == 3
+    ranked = json.loads((tmp_path / "c.json").read_text())["top_k"]
+    assert [name for name, _ in ranked][0] in CLASSES and ranked[0][1] >= ranked[1][1]
+
+    assert main(["encode", str(shape), "--checkpoint", str(ckpt), "--out", str(tmp_path / "f.npy")]) == 0
+    feature = np.load(tmp_path / "f.npy")
+    assert feature.shape == (micro_config()["model"]["encoder_dims"][-1],) and feature.dtype == np.float32
+
+    capsys.readouterr()
+    assert main(["checkpoint", "inspect", str(ckpt)]) == 0
+    text = capsys.readouterr().out
+    assert "I2PMAE" in text and "teacher: efficientnet-lite0" in text and "h_encoder" in text
+    assert "classes (3): sphere, cube, disc" in text
+    assert main(["checkpoint", "inspect", str(probe)]) == 0
+    assert "linear probe, 3 classes" in capsys.readouterr().out
+
+
+def test_finetune_from_the_pretrained_checkpoint(workspace, capsys):
+    config = workspace / "finetune.yaml"
+    train = {"epochs": 1, "warmup_epochs": 0, "batch_size": 4, "progress": False}
+    config.write_text(yaml.safe_dump({"train": train}))
+    out = workspace / "ft.json"
+    assert main(["finetune", "--config", str(config), "--data", str(workspace / "train.npz"), "--out",
+                 str(workspace / "ft"), "--pretrained", str(workspace / "run" / "model.safetensors"),
+                 "--test", str(workspace / "test.npz"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "finetune: best epoch 0 of 1" in printed and "test accuracy" in printed
+    result = json.loads(out.read_text())
+    assert 0 <= result["accuracy"] <= 1 and result["protocol"]["selection"] == "best validation accuracy"
+    saved = yaml.safe_load((workspace / "ft" / "config.yaml").read_text())
+    assert saved["model"]["encoder_dims"] == micro_config()["model"]["encoder_dims"]  # from the checkpoint
+
+
+def test_checkpoint_convert_round_trip_and_mismatch(workspace, capsys, tmp_path):
+    from safetensors.torch import load_file
+
+    state = {f"module.{k}": v for k, v in load_file(workspace / "run" / "model.safetensors").items()}
+    official = tmp_path / "official.pth"
+    torch.save({"base_model": state}, official)
+    config = workspace / "micro.yaml"
+    out = tmp_path / "converted.safetensors"
+    assert main(["checkpoint", "convert", str(official), str(out), "--config", str(config)]) == 0
+    assert load_file(out).keys() == load_file(workspace / "run" / "model.safetensors").keys()
+    capsys.readouterr()
+    assert main(["checkpoint", "convert", str(official), str(out), "--config", str(config),
+                 "encoder_dims=[8,32,64]"]) == 2
+    message = one_line_error(capsys)
+    assert "does not match the model" in message and "shape mismatches" in message
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["svm", "--checkpoint", "missing.safetensors", "--train", "a", "--test", "b"], "checkpoint not found"),
+    (["classify", "nowhere.ply", "--checkpoint", "missing.safetensors"], "not found"),
+    (["pretrain", "--config", "missing.yaml", "--data", "x.npz"], "missing.yaml"),
+    (["svm", "--train", "a", "--test", "b", "--val-fraction", "0.2"], "exactly one of --test"),
+])
+def test_errors_are_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_bad_override_and_resume_errors(workspace, capsys):
+    base = ["pretrain", "--config", str(workspace / "micro.yaml"), "--data", str(workspace / "train.npz")]
+    assert main([*base, "--out", str(workspace / "other"), "nonsense=1"]) == 2
+    assert "unknown config key 'nonsense'" in one_line_error(capsys)
+    assert main([*base, "--out", str(workspace / "run")]) == 2
+    assert "--resume" in one_line_error(capsys)
+
+
+def test_data_check_reports_missing_files(tmp_path, capsys, workspace):
+    assert main(["data", "check", str(tmp_path / "modelnet40_ply_hdf5_2048")]) == 1
+    out = capsys.readouterr().out
+    assert "NOT OK" in out and "How to get the data" in out
+    assert main(["data", "check", str(workspace / "train.npz")]) == 0
+    assert "OK" in capsys.readouterr().out

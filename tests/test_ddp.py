@@ -1,0 +1,85 @@
+"""DDP pre-training via ``torchrun --nproc_per_node=2`` on CPU (gloo): both ranks end with the same weights.
+
+Run as a script, this file is the worker each process executes (see :func:`worker`).
+"""
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKER_TIMEOUT_S = 240
+NUM_PROCESSES = 2
+
+
+def state_hash(state_dict) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        digest.update(key.encode())
+        digest.update(state_dict[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def worker(data: str, out: str) -> None:
+    """Pre-train the micro model (guided masks, 2D target, teacher cache); write this rank's weight hash."""
+    import torch
+    from test_train import GUIDED, FakeTeacher, micro_config
+
+    from i2pmae import dist
+    from i2pmae import train as tr
+
+    torch.set_num_threads(1)
+    tr._load_teacher = lambda *args, **kwargs: FakeTeacher()
+    model_cfg, train_cfg = tr.load_run_config(micro_config(model=GUIDED, train={"epochs": 2}))
+    captured = {}
+    real_save = tr._Loop.save
+
+    def save_and_capture(loop):  # the weights every rank holds after each save
+        real_save(loop)
+        captured["hash"] = state_hash(loop.model.state_dict())
+
+    tr._Loop.save = save_and_capture
+    result = tr.pretrain(model_cfg, train_cfg, data, Path(out) / "run")
+    Path(out, f"rank{dist.get_rank()}.txt").write_text(f"{captured['hash']} {result.step}")
+    dist.cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_end_with_identical_weights(tmp_path):
+    import torch
+    from test_train import write_data
+
+    from i2pmae import train as tr
+    from i2pmae.checkpoints import load_checkpoint
+
+    data = write_data(tmp_path / "d.npz", num_shapes=16)  # 2 ranks x batch 4: 2 steps per epoch
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={NUM_PROCESSES}",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(data), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[:6000]
+    reports = [(tmp_path / f"rank{r}.txt").read_text().split() for r in range(NUM_PROCESSES)]
+    assert reports[0] == reports[1] and reports[0][1] == "4"
+    model, meta = load_checkpoint(tmp_path / "run" / tr.PRETRAINED_FILE)
+    assert state_hash(model.state_dict()) == reports[0][0]
+    assert meta["world_size"] == NUM_PROCESSES
+    state = torch.load(tmp_path / "run" / tr.STATE_FILE, weights_only=True)
+    assert len(state["rng"]) == NUM_PROCESSES  # every rank's generators, and they differ
+    assert not torch.equal(state["rng"][0]["mask"], state["rng"][1]["mask"])
+    rows = tr.read_log(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[-1]["loss_2d"] > 0
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1], sys.argv[2])

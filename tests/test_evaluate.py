@@ -1,0 +1,181 @@
+"""Evaluation protocols: SVM chosen on train only, few-shot episodes, linear probe, voting, features."""
+
+import numpy as np
+import pytest
+import torch
+
+from i2pmae import evaluate as ev
+
+
+def _blobs(num_classes=4, per_class=30, dim=8, spread=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_classes, dim)) * 3
+    labels = np.repeat(np.arange(num_classes), per_class)
+    feats = centres[labels] + spread * rng.normal(size=(len(labels), dim))
+    return feats.astype(np.float32), labels
+
+
+def test_svm_separable_blobs_reach_full_accuracy():
+    x, y = _blobs()
+    xt, yt = x + 0.01, y  # the same blobs, shifted a little
+    result = ev.linear_svm_eval(x, y, xt, yt, seed=0)
+    assert result["accuracy"] == 1.0
+    assert result["C"] in ev.SVM_C_GRID and isinstance(result["standardize"], bool)
+    assert len(result["scores"]) == 2 * len(ev.SVM_C_GRID)
+
+
+def test_svm_choice_never_looks_at_test():
+    x, y = _blobs(spread=2.0)
+    xt, yt = _blobs(spread=2.0, seed=3)
+    a = ev.linear_svm_eval(x, y, xt, yt)
+    b = ev.linear_svm_eval(x, y, xt, np.random.default_rng(0).permutation(yt))
+    assert (a["C"], a["standardize"], a["cv_accuracy"]) == (b["C"], b["standardize"], b["cv_accuracy"])
+    assert a["accuracy"] != b["accuracy"]
+
+
+def test_svm_selection_is_the_argmax_of_a_brute_force_cv():
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    x, y = _blobs(spread=2.5, per_class=20)
+    choice = ev.select_svm(x, y, c_grid=(0.001, 1.0), cv_folds=3, seed=0)
+    brute = {}
+    for std in (False, True):
+        for c in (0.001, 1.0):
+            accs = []
+            for tr, va in StratifiedKFold(3, shuffle=True, random_state=0).split(x, y):
+                xtr, xva = x[tr], x[va]
+                if std:
+                    sc = StandardScaler().fit(xtr)
+                    xtr, xva = sc.transform(xtr), sc.transform(xva)
+                clf = LinearSVC(C=c, max_iter=ev.SVM_MAX_ITER, random_state=0).fit(xtr, y[tr])
+                accs.append((clf.predict(xva) == y[va]).mean())
+            brute[f"C={c:g},std={std}"] = float(np.mean(accs))
+    assert choice["scores"] == pytest.approx(brute)
+    assert choice["cv_accuracy"] == pytest.approx(max(brute.values()))
+
+
+def test_svm_rejects_bad_input():
+    x, y = _blobs()
+    with pytest.raises(ValueError, match="width"):
+        ev.linear_svm_eval(x, y, x[:, :4], y)
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ev.linear_svm_eval(bad, y, x, y)
+    with pytest.raises(ValueError, match="at least 2"):
+        ev.select_svm(x[:31], y[:31])  # class 1 has a single shape
+
+
+def _manual_episodes(x, y, way, shot, queries, folds, seed, c):
+    classes, counts = np.unique(y, return_counts=True)
+    eligible = classes[counts >= shot + queries]
+    out = []
+    for f in range(folds):
+        rng = np.random.default_rng([seed, f])
+        chosen = rng.choice(eligible, size=way, replace=False)
+        picks = [rng.choice(np.flatnonzero(y == k), size=shot + queries, replace=False) for k in chosen]
+        s = np.concatenate([p[:shot] for p in picks])
+        q = np.concatenate([p[shot:] for p in picks])
+        assert not set(s) & set(q)
+        clf = ev._svm(c, True, 0).fit(x[s], y[s])
+        out.append((clf.predict(x[q]) == y[q]).mean())
+    return out
+
+
+def test_few_shot_follows_the_documented_protocol():
+    x, y = _blobs(num_classes=6, per_class=25, spread=3.0)
+    res = ev.few_shot_eval(x, y, way=3, shot=2, folds=4, queries=5, seed=7)
+    ref = _manual_episodes(x, y, 3, 2, 5, 4, 7, ev.FEW_SHOT_C)
+    assert res["accs"] == pytest.approx(ref)
+    assert res["mean"] == pytest.approx(np.mean(ref)) and res["std"] == pytest.approx(np.std(ref))
+    assert (res["way"], res["shot"], res["folds"], res["queries"], res["seed"]) == (3, 2, 4, 5, 7)
+    other = ev.few_shot_eval(x, y, way=3, shot=2, folds=4, queries=5, seed=8)
+    assert other["accs"] != res["accs"]
+
+
+def test_few_shot_separable_is_perfect_and_errors_are_clear():
+    x, y = _blobs(num_classes=5, per_class=31, spread=0.05)
+    res = ev.few_shot_eval(x, y, way=5, shot=10)
+    assert res["mean"] == 1.0 and res["std"] == 0.0 and len(res["accs"]) == ev.FEW_SHOT_FOLDS
+    with pytest.raises(ValueError, match="needs 6 classes"):
+        ev.few_shot_eval(x, y, way=6, shot=10)
+    with pytest.raises(ValueError, match="needs 5 classes"):
+        ev.few_shot_eval(x, y, way=5, shot=12)  # 12 + 20 > 31 shapes per class
+    with pytest.raises(ValueError, match="way"):
+        ev.few_shot_eval(x, y, way=1, shot=1)
+
+
+def test_linear_probe_folds_standardisation_into_one_layer():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs(spread=2.0)
+    probe = ev.fit_linear_probe(x, y, ["a", "b", "c", "d"], c_grid=(0.1, 1.0), cv_folds=3)
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=probe.info["C"], max_iter=ev.PROBE_MAX_ITER))
+    expected = ref.fit(x, y).predict_proba(x)
+    got = probe.predict_proba(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert probe.info["cv_accuracy"] == max(probe.info["scores"].values())
+
+
+def test_linear_probe_round_trip_and_errors(tmp_path):
+    x, y = _blobs()
+    probe = ev.fit_linear_probe(x, y, ["a", "b", "c", "d"], c_grid=(1.0,), cv_folds=2)
+    path = tmp_path / "probe.safetensors"
+    ev.save_probe(probe, path)
+    back = ev.load_probe(path)
+    assert back.classes == probe.classes and back.info == probe.info
+    assert torch.equal(back.weight, probe.weight) and torch.equal(back.bias, probe.bias)
+    assert ev.top_k(back.predict_proba(torch.from_numpy(x[:1]))[0], back.classes, k=2)[0][0] == "a"
+    with pytest.raises(FileNotFoundError):
+        ev.load_probe(tmp_path / "missing.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(2, 2)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="not an i2pmae linear probe"):
+        ev.load_probe(tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="class names"):
+        ev.fit_linear_probe(x, y, ["a", "b"])
+
+
+def test_voting_is_the_mean_of_the_passes():
+    lin = torch.nn.Linear(3, 4)
+
+    def classifier(p):
+        return lin(p.mean(1))
+
+    def augment(p, g):
+        return p * (1 + torch.rand(p.shape[0], 1, 3, generator=g))
+
+    pts = torch.randn(5, 16, 3)
+    single = ev.predict_with_voting(classifier, pts)
+    torch.testing.assert_close(single, torch.softmax(classifier(pts), -1))
+    got = ev.predict_with_voting(classifier, pts, votes=3, augment=augment,
+                                 generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    passes = [pts, augment(pts, g), augment(pts, g)]
+    ref = torch.stack([torch.softmax(classifier(p), -1) for p in passes]).mean(0)
+    torch.testing.assert_close(got, ref)
+    with pytest.raises(ValueError, match="augmentation"):
+        ev.predict_with_voting(classifier, pts, votes=2)
+
+
+class _MeanModel(torch.nn.Module):
+    def extract_features(self, points, pool="max"):
+        return points.amax(1) if pool == "max" else torch.cat([points.mean(1), points.amax(1)], -1)
+
+
+def test_extract_features_keeps_order_and_restores_mode():
+    data = [{"points": torch.randn(8, 3), "label": i % 3, "index": i} for i in range(7)]
+    model = _MeanModel().train()
+    feats, labels = ev.extract_features(model, data, batch_size=3, progress=False)
+    assert model.training
+    np.testing.assert_allclose(feats, torch.stack([d["points"].amax(0) for d in data]).numpy())
+    np.testing.assert_array_equal(labels, [i % 3 for i in range(7)])
+    feats2, _ = ev.extract_features(model, data, pool="meanmax", progress=False)
+    assert feats2.shape == (7, 6)
+    with pytest.raises(ValueError, match="empty"):
+        ev.extract_features(model, [], progress=False)

@@ -1,0 +1,315 @@
+"""Training loops: optimiser groups, schedule, config overrides, exact resume, teacher cache, fine-tuning."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from i2pmae import train as tr
+from i2pmae.data import save_npz
+from i2pmae.model import I2PMAE
+from i2pmae.teachers import Teacher
+
+MICRO_MODEL = {
+    "num_points": 64, "num_centers": [32, 16, 8], "group_sizes": [8, 4, 4],
+    "point_embed_widths": [16, 32, 64],
+    "encoder_dims": [16, 32, 64], "encoder_depths": [1, 1, 1], "encoder_heads": [2, 2, 2],
+    "decoder_dims": [64, 32], "decoder_depths": [1, 1], "decoder_heads": [2, 2],
+    "masking": "random", "target_2d": False, "teacher": "efficientnet-lite0", "teacher_dim": 112,
+}  # fmt: skip
+MICRO_TRAIN = {
+    "epochs": 3, "warmup_epochs": 1, "batch_size": 4, "lr": 2e-3, "log_every": 1, "progress": False,
+}  # fmt: skip
+CLASSES = ("sphere", "cube", "disc")
+
+
+def micro_config(model=None, train=None):
+    return {"model": {**MICRO_MODEL, **(model or {})}, "train": {**MICRO_TRAIN, **(train or {})}}
+
+
+def shapes(num_shapes: int, num_points: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy spheres, cube surfaces and discs of random size: (S, P, 3) points and (S,) labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(num_shapes) % len(CLASSES)
+    out = []
+    for label in labels:
+        v = rng.normal(size=(num_points, 3))
+        if label == 0:
+            p = v / np.linalg.norm(v, axis=1, keepdims=True)
+        elif label == 1:
+            p = v / np.abs(v).max(axis=1, keepdims=True)
+        else:
+            p = v * np.array([1.0, 1.0, 0.02])
+        out.append(p * rng.uniform(0.5, 2.0) + 0.01 * rng.normal(size=p.shape))
+    return np.stack(out).astype(np.float32), labels
+
+
+def write_data(path, num_shapes=16, seed=0):
+    points, labels = shapes(num_shapes, seed=seed)
+    save_npz(path, points, labels, CLASSES)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The CI machine has 2 shared cores: one intra-op thread is several times faster for micro models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_pretrain(tmp_path, name, data, *, model=None, train=None, resume=False):
+    model_cfg, train_cfg = tr.load_run_config(micro_config(model, train))
+    return tr.pretrain(model_cfg, train_cfg, data, tmp_path / name, resume=resume)
+
+
+# --------------------------------------------------------------------------------------------- optimiser
+def test_param_groups_follow_the_paper():
+    model_cfg, _ = tr.load_run_config(micro_config(model={"target_2d": True}))
+    model = I2PMAE(model_cfg)
+    decay, no_decay = tr.param_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    ids_decay = {id(p) for p in decay["params"]}
+    ids_no = {id(p) for p in no_decay["params"]}
+    names = {n: p for n, p in model.named_parameters() if p.requires_grad}  # frozen ones are left out
+    assert not ids_decay & ids_no and len(ids_decay | ids_no) == len(names)
+    for name, param in names.items():
+        expect_no_decay = param.ndim <= 1 or name.endswith(".bias") or name == "mask_token"
+        assert (id(param) in ids_no) == expect_no_decay, name
+    assert id(names["mask_token"]) in ids_no  # 2-D, excluded by model.no_weight_decay()
+    assert any(p.ndim == 2 for p in decay["params"])
+
+
+def test_lr_schedule_warmup_then_cosine():
+    kw = {"total_steps": 110, "warmup_steps": 10, "lr": 1e-3, "min_lr": 1e-5}
+    lrs = [tr.lr_at(s, **kw) for s in range(110)]
+    np.testing.assert_allclose(lrs[:10], [1e-3 * (s + 1) / 10 for s in range(10)])
+    assert lrs[10] == pytest.approx(1e-3)
+    assert lrs[60] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
+    assert tr.lr_at(110, **kw) == pytest.approx(1e-5)
+    assert tr.lr_at(0, total_steps=5, warmup_steps=0, lr=1.0, min_lr=0.0) == pytest.approx(1.0)
+
+
+def test_config_overrides_and_errors():
+    model_cfg, train_cfg = tr.load_run_config(
+        micro_config(), ["lr=5e-4", "model.masking=guided", "encoder_depths=[2,1,1]", "train.grad_clip=null"]
+    )
+    assert train_cfg.lr == 5e-4 and train_cfg.grad_clip is None
+    assert model_cfg.masking == "guided" and model_cfg.encoder_depths == (2, 1, 1)
+    with pytest.raises(ValueError, match="unknown config key 'nope'"):
+        tr.load_run_config(micro_config(), ["nope=1"])
+    with pytest.raises(ValueError, match="not key=value"):
+        tr.load_run_config(micro_config(), ["lr"])
+    with pytest.raises(ValueError, match="unknown train config keys: bogus"):
+        tr.load_run_config(micro_config(train={"bogus": 1}))
+    with pytest.raises(ValueError, match="unknown config sections"):
+        tr.load_run_config({**micro_config(), "optim": {}})
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        tr.load_run_config(micro_config(train={"warmup_epochs": 9}))
+
+
+# --------------------------------------------------------------------------------------------- loops
+def _state(run_dir):
+    return torch.load(run_dir / tr.STATE_FILE, weights_only=True)
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = write_data(tmp_path / "d.npz", num_shapes=18)  # 4 steps per epoch, 2 shapes left over
+    train = {"epochs": 3, "save_every": 0}
+    full = run_pretrain(tmp_path, "full", data, train=train)
+    part = run_pretrain(tmp_path, "part", data, train={**train, "max_steps": 5})  # stops mid-epoch 1
+    saved_at_5 = (tmp_path / "part" / tr.STATE_FILE).read_bytes()
+    further = run_pretrain(tmp_path, "part", data, train={**train, "max_steps": 7}, resume=True)
+    assert (part.step, further.step, full.step) == (5, 7, 12)
+    # A kill after step 7 whose last saved state is step 5: steps 6 and 7 are logged but lost.
+    (tmp_path / "part" / tr.STATE_FILE).write_bytes(saved_at_5)
+    resumed = run_pretrain(tmp_path, "part", data, train=train, resume=True)
+    assert resumed.step == 12
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(pa["exp_avg_sq"], pb["exp_avg_sq"])
+    assert torch.equal(a["rng"][0]["mask"], b["rng"][0]["mask"])
+    rows = tr.read_log(tmp_path / "part")
+    assert [r["step"] for r in rows] == list(range(1, 13))  # the log continues, nothing repeated
+    def timeless(log):
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in log]
+
+    assert timeless(rows) == timeless(tr.read_log(tmp_path / "full"))
+
+
+def test_run_directory_guards(tmp_path):
+    data = write_data(tmp_path / "d.npz", num_shapes=8)
+    run_pretrain(tmp_path, "run", data, train={"epochs": 1})
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_pretrain(tmp_path, "run", data, train={"epochs": 1})
+    with pytest.raises(ValueError, match=r"train.lr: 0.002 -> 0.1"):
+        run_pretrain(tmp_path, "run", data, train={"epochs": 1, "lr": 0.1}, resume=True)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run_pretrain(tmp_path, "fresh", data, resume=True)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        run_pretrain(tmp_path, "big", data, train={"batch_size": 16})
+
+
+def test_non_finite_loss_stops_the_run(tmp_path, monkeypatch):
+    data = write_data(tmp_path / "d.npz", num_shapes=8)
+    real = tr._pretrain_step
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(tr, "_pretrain_step", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 1"):
+        run_pretrain(tmp_path, "run", data)
+
+
+def _fixed_mask_loss(model, data) -> float:
+    """Mean loss over every shape and 5 seeded masks, in eval mode: comparable between models."""
+    from i2pmae.data import open_dataset
+
+    dataset = open_dataset(data, num_points=MICRO_MODEL["num_points"])
+    points = torch.stack([dataset[i]["points"] for i in range(len(dataset))])
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        return float(np.mean([float(model.eval()(points, generator=gen).loss) for _ in range(5)]))
+
+
+def test_tiny_pretraining_lowers_the_loss(tmp_path):
+    from i2pmae.checkpoints import load_checkpoint
+
+    data = write_data(tmp_path / "d.npz", num_shapes=8)
+    result = run_pretrain(tmp_path, "run", data, train={"epochs": 20, "warmup_epochs": 2, "lr": 3e-3})
+    assert len(tr.read_log(tmp_path / "run")) == 40
+    trained, _ = load_checkpoint(result.checkpoint)
+    untrained = I2PMAE(tr.load_run_config(micro_config())[0])
+    assert _fixed_mask_loss(trained, data) < 0.9 * _fixed_mask_loss(untrained, data)  # measured: 0.84
+
+
+# --------------------------------------------------------------------------------------------- teacher cache
+class FakeTeacher(Teacher):
+    """A fixed random 1x1 convolution of 16x16-pooled images: cheap, deterministic, teacher-shaped."""
+
+    def __init__(self, dim: int = MICRO_MODEL["teacher_dim"]) -> None:
+        super().__init__(name=MICRO_MODEL["teacher"], dim=dim)
+        self.proj = torch.nn.Conv2d(3, dim, 1)
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=gen))
+        self.calls = 0
+        self.freeze()
+
+    def forward(self, images):
+        self.calls += 1
+        pooled = F.avg_pool2d(images, 16)  # (n, 3, 14, 14)
+        features = self.proj(pooled)  # (n, C, 14, 14)
+        return features, torch.softmax(features.mean(1).flatten(1), -1).view_as(pooled[:, 0])
+
+
+@pytest.fixture
+def fake_teacher(monkeypatch):
+    teacher = FakeTeacher()
+    monkeypatch.setattr(tr, "_load_teacher", lambda *args, **kwargs: teacher)
+    return teacher
+
+
+GUIDED = {"masking": "guided", "target_2d": True}
+
+
+def test_teacher_cache_key_tracks_points_teacher_and_projection():
+    points = torch.randn(3, 64, 3)
+    key = tr.teacher_cache_key(points, "efficientnet-lite0", 3, 224)
+    assert key == tr.teacher_cache_key(points.clone(), "efficientnet-lite0", 3, 224)
+    moved = points.clone()
+    moved[2, 5, 1] += 1e-6
+    assert key != tr.teacher_cache_key(moved, "efficientnet-lite0", 3, 224)
+    assert key != tr.teacher_cache_key(points, "clip-vit-b16", 3, 224)
+    assert key != tr.teacher_cache_key(points, "efficientnet-lite0", 2, 224)
+    assert key != tr.teacher_cache_key(points, "efficientnet-lite0", 3, 112)
+    assert key != tr.teacher_cache_key(points[:2], "efficientnet-lite0", 3, 224)
+
+
+def test_cached_maps_equal_live_maps(tmp_path):
+    from i2pmae.teachers import compute_teacher_maps
+
+    teacher = FakeTeacher()
+    points = torch.from_numpy(shapes(5)[0][:, :64])
+    cache = tr.build_teacher_cache(teacher, points, key="k", batch_size=2, progress=False)
+    cache.save(tmp_path / "c.safetensors", {"teacher": teacher.name})
+    loaded = tr.TeacherCache.load(tmp_path / "c.safetensors")
+    index = torch.tensor([3, 0])
+    cached = loaded.maps(index, torch.device("cpu"))
+    live = compute_teacher_maps(teacher, points[index])
+    query = points[index][:, ::7] * 0.9  # (2, M, 3) some points, also off the projected ones
+    (f_cached, s_cached), (f_live, s_live) = cached.sample(query), live.sample(query)
+    torch.testing.assert_close(s_cached, s_live)
+    torch.testing.assert_close(f_cached, f_live, atol=2e-2, rtol=1e-3)  # features are stored in float16
+    assert loaded.features.dtype == torch.float16 and loaded.key == "k"
+
+
+def test_pretraining_builds_the_cache_once_and_resumes_exactly(tmp_path, fake_teacher, monkeypatch):
+    data = write_data(tmp_path / "d.npz", num_shapes=10)  # 2 steps per epoch, 2 shapes left over
+    train = {"epochs": 2, "cache_dir": str(tmp_path / "cache")}
+    full = run_pretrain(tmp_path, "full", data, model=GUIDED, train=train)
+    calls = fake_teacher.calls
+    assert calls > 0 and len(list((tmp_path / "cache").glob("teacher-*.safetensors"))) == 1
+    run_pretrain(tmp_path, "part", data, model=GUIDED, train={**train, "max_steps": 3})
+    resumed = run_pretrain(tmp_path, "part", data, model=GUIDED, train=train, resume=True)
+    assert fake_teacher.calls == calls  # the cache was reused by both later runs
+    assert resumed.step == full.step == 4
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+    assert tr.read_log(tmp_path / "full")[-1]["loss_2d"] > 0
+
+
+def test_live_teacher_gives_the_same_run_as_the_cache(tmp_path, fake_teacher):
+    data = write_data(tmp_path / "d.npz", num_shapes=8)
+    run_pretrain(tmp_path, "cached", data, model=GUIDED, train={"epochs": 1})
+    run_pretrain(tmp_path, "live", data, model=GUIDED, train={"epochs": 1, "teacher_cache": False})
+    cached, live = tr.read_log(tmp_path / "cached"), tr.read_log(tmp_path / "live")
+    assert [r["loss_3d"] for r in cached] == pytest.approx([r["loss_3d"] for r in live], rel=1e-3)
+    assert [r["loss_2d"] for r in cached] == pytest.approx([r["loss_2d"] for r in live], rel=1e-2)
+
+
+# --------------------------------------------------------------------------------------------- fine-tuning
+def test_finetune_selects_on_validation_only(tmp_path):
+    from i2pmae.checkpoints import checkpoint_info, load_checkpoint
+
+    data = write_data(tmp_path / "d.npz", num_shapes=30)
+    pre = run_pretrain(tmp_path, "pre", data, train={"epochs": 1})
+    config = micro_config(train={"epochs": 2, "val_fraction": 0.2, "votes": 2})
+    model_cfg, train_cfg = tr.load_run_config(config)
+    result = tr.finetune(model_cfg, train_cfg, data, tmp_path / "ft", pretrained=pre.checkpoint)
+    info = checkpoint_info(result.checkpoint)
+    meta = info["metadata"]
+    assert info["model_class"] == "PointClassifier" and meta["classes"] == list(CLASSES)
+    assert meta["val_shapes"] == 6  # 20 % of each class of 10
+    best_logged = max(r["val_acc"] for r in tr.read_log(result.run_dir))
+    assert meta["best_val_acc"] == pytest.approx(best_logged, abs=1e-5)
+    model, _ = load_checkpoint(result.checkpoint)
+    pretrained, _ = load_checkpoint(pre.checkpoint)
+    assert model.h_encoder.state_dict().keys() == pretrained.h_encoder.state_dict().keys()
+    assert (tmp_path / "ft" / tr.LAST_FILE).is_file()
+
+
+def test_classifier_accuracy_with_voting_matches_a_manual_count():
+    class Oracle(torch.nn.Module):
+        def forward(self, p):  # class = sign of the mean x coordinate, unaffected by scaling, ties aside
+            x = p[..., 0].mean(1)
+            return torch.stack([x, -x], -1) * 100
+
+    rng = np.random.default_rng(0)
+    items = [{"points": torch.tensor(rng.normal(size=(8, 3)) + [s, 0, 0], dtype=torch.float32),
+              "label": i % 2} for i, s in enumerate([1, -1] * 5)]
+    assert tr.classifier_accuracy(Oracle(), items, votes=3, batch_size=4) == 1.0
+    flipped = [{**d, "label": 1 - d["label"]} for d in items]
+    assert tr.classifier_accuracy(Oracle(), flipped, votes=1) == 0.0
