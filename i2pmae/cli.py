@@ -30,26 +30,42 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
         "14x14 patches, so a small tau such as 0.003 shows the guidance clearly)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--checkpoint", default=None,
+        help="pre-trained model for the reconstructions (default: the shipped one, when present)",
+    )
     p.set_defaults(func=cmd_explore)
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .explore import analyse_shape, write_report
+    from .checkpoints import load_checkpoint
+    from .explore import analyse_shape, write_reconstructions, write_report
     from .io import load_points
     from .teachers import load_teacher
 
-    with tqdm(total=3, desc="explore", unit="step", file=sys.stderr) as steps:
+    checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.exists() else None)
+    name = Path(args.shape).name
+    with tqdm(total=4, desc="explore", unit="step", file=sys.stderr) as steps:
         points = load_points(args.shape, args.num_points, seed=args.seed)
         teacher = load_teacher(args.teacher, weights_path=args.teacher_weights)
         steps.update()
         analysis = analyse_shape(points, teacher)
         steps.update()
         written = write_report(
-            analysis, args.out, name=Path(args.shape).name, teacher_name=teacher.name,
+            analysis, args.out, name=name, teacher_name=teacher.name,
             mask_ratio=args.mask_ratio, temperatures=args.temperature, seed=args.seed,
         )
+        steps.update()
+        if checkpoint is None:
+            print("i2pmae explore: no checkpoint, reconstructions skipped", file=sys.stderr)
+        else:
+            model, _ = load_checkpoint(checkpoint)
+            written += write_reconstructions(
+                model, load_points(args.shape, model.cfg.num_points, seed=args.seed), teacher, args.out,
+                name=name, mask_ratio=args.mask_ratio, temperature=args.temperature[-1], seed=args.seed,
+            )
         steps.update()
     for path in written:
         print(path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from i2pmae.cli import main
+from i2pmae.cli import DEFAULT_CHECKPOINT, main
 from i2pmae.explore import (
     MaskPair,
     ShapeAnalysis,
@@ -98,6 +98,7 @@ def _mask(visible: torch.Tensor, size: int = 12) -> torch.Tensor:
     return mask
 
 
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="needs the shipped checkpoint")
 def test_cli_explore_writes_pictures(tmp_path, capsys):
     shape = os.path.join(ASSETS, "chair_0002.off")
     code = main(["explore", shape, "--out", str(tmp_path), "--num-points", "2048"])
@@ -105,6 +106,7 @@ def test_cli_explore_writes_pictures(tmp_path, capsys):
     names = {p.name for p in tmp_path.iterdir()}
     expected = {"depth_views.png", "saliency.png", "summary.json"}
     expected |= {f"masks_level{i}_{g}.png" for i, g in enumerate((512, 256, 64))}
+    expected |= {f"reconstruction_{kind}.png" for kind in ("random", "guided")}  # the shipped checkpoint
     assert expected <= names
     for name in expected - {"summary.json"}:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
