@@ -1,0 +1,139 @@
+"""Reading a shape file once: validation, the sampled cloud, the mesh for display, the analysis cache.
+
+Results are keyed by the file's content hash and the parameters that change them, in bounded LRU
+caches, so that moving a mask slider never re-runs the teacher.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from i2pmae.explore import ShapeAnalysis, analyse_shape
+from i2pmae.io import ShapeError, load_points, read_shape
+
+from .cache import LRUCache, file_digest
+from .resources import InvalidInput, get_teacher
+
+MAX_UPLOAD_MB = 32
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+SHAPE_CACHE_SIZE = 32
+ANALYSIS_CACHE_SIZE = 16
+MIN_POINTS, MAX_POINTS = 1024, 8192
+MAX_MESH_FACES = 300_000  # larger meshes are too heavy for the browser's viewer; the cloud still shows them
+MESH_RGBA = (96, 140, 190, 255)  # the thumbnails' blue, so the mesh reads as the same shape
+Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # the 3D viewer's up is +y
+
+
+@dataclass
+class LoadedShape:
+    """One shape file sampled once: the cloud (N, 3) and, for meshes, a .glb for the mesh viewer."""
+
+    name: str
+    digest: str
+    points: np.ndarray
+    num_vertices: int
+    num_faces: int
+    mesh_path: str | None
+
+
+@dataclass
+class AnalysedShape:
+    """A loaded shape with the teacher-dependent analysis (tokens, depth views, saliency)."""
+
+    shape: LoadedShape
+    teacher: str
+    analysis: ShapeAnalysis
+    seconds: float
+
+
+_shape_cache: LRUCache[LoadedShape] = LRUCache(SHAPE_CACHE_SIZE)
+_analysis_cache: LRUCache[AnalysedShape] = LRUCache(ANALYSIS_CACHE_SIZE)
+_output_dir_lock = threading.Lock()
+_output_dir: Path | None = None
+
+
+def output_dir() -> Path:
+    """A per-process temporary folder for files the page shows (meshes converted to .glb)."""
+    global _output_dir
+    with _output_dir_lock:
+        if _output_dir is None:
+            _output_dir = Path(tempfile.mkdtemp(prefix="i2pmae-app-"))
+        return _output_dir
+
+
+def check_file(path: str | os.PathLike | None) -> Path:
+    """The uploaded path, if it names a non-empty file under the size limit; else :class:`ShapeError`."""
+    if path is None or str(path) == "":
+        raise ShapeError("no shape yet: pick one from the gallery or upload a file")
+    path = Path(path)
+    if not path.is_file():
+        raise ShapeError(f"{path.name}: file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise ShapeError(f"{path.name}: the file is empty")
+    if size > MAX_UPLOAD_BYTES:
+        raise ShapeError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_UPLOAD_MB} MB upload limit")
+    return path
+
+
+def check_num_points(num_points: float) -> int:
+    """The number of points as an int, if within the slider's range."""
+    if not MIN_POINTS <= int(num_points) <= MAX_POINTS:
+        raise InvalidInput(f"number of points must be in [{MIN_POINTS}, {MAX_POINTS}], got {num_points}")
+    return int(num_points)
+
+
+def _mesh_file(digest: str, vertices: np.ndarray, faces: np.ndarray) -> str:
+    """Write the mesh (z up) as .glb (y up) once per content hash; return its path."""
+    path = output_dir() / f"{digest[:24]}.glb"
+    if not path.exists():
+        mesh = trimesh.Trimesh(vertices=vertices @ Z_UP_TO_Y_UP.T, faces=faces, process=False)
+        mesh.visual.face_colors = MESH_RGBA
+        partial = path.with_suffix(f".{threading.get_ident()}.tmp")
+        partial.write_bytes(mesh.export(file_type="glb"))
+        os.replace(partial, path)  # atomic: a concurrent reader never sees half a file
+    return str(path)
+
+
+def load_shape(path: str | os.PathLike | None, num_points: int, seed: int) -> LoadedShape:
+    """Validate and sample a shape file (cached by content, number of points and seed)."""
+    path = check_file(path)
+    num_points = check_num_points(num_points)
+    digest = file_digest(path)
+
+    def compute() -> LoadedShape:
+        points = load_points(path, num_points, seed=int(seed))
+        raw = read_shape(path)
+        num_faces = 0 if raw.faces is None else len(raw.faces)
+        mesh = _mesh_file(digest, raw.points, raw.faces) if 0 < num_faces <= MAX_MESH_FACES else None
+        return LoadedShape(name=path.name, digest=digest, points=points, num_vertices=len(raw.points),
+                           num_faces=num_faces, mesh_path=mesh)
+
+    return _shape_cache.get_or_compute((digest, num_points, int(seed)), compute)
+
+
+def analyse(path: str | os.PathLike | None, num_points: int, seed: int, teacher: str) -> AnalysedShape:
+    """Load and analyse a shape with ``teacher`` (cached by content and every parameter)."""
+    shape = load_shape(path, num_points, seed)
+
+    def compute() -> AnalysedShape:
+        start = time.perf_counter()
+        analysis = analyse_shape(shape.points, get_teacher(teacher))
+        return AnalysedShape(shape=shape, teacher=teacher, analysis=analysis,
+                             seconds=time.perf_counter() - start)
+
+    return _analysis_cache.get_or_compute((shape.digest, shape.points.shape[0], int(seed), teacher), compute)
+
+
+def clear_caches() -> None:
+    """Forget every loaded and analysed shape (tests and benchmarks)."""
+    _shape_cache.clear()
+    _analysis_cache.clear()

@@ -1,0 +1,183 @@
+"""The page layout: components and events only; every computation lives in :mod:`app.handlers`.
+
+``python app.py`` builds the page with :func:`build_demo` and serves it with :func:`launch_options`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+import torch
+
+from i2pmae.io import SUPPORTED_EXTENSIONS
+
+from . import handlers, texts
+from .paths import ASSETS_DIR
+from .resources import DEFAULT_TEACHER, teacher_status
+from .shapes import MAX_MESH_FACES, MAX_POINTS, MAX_UPLOAD_MB, MIN_POINTS
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+PORT_ENV = "GRADIO_SERVER_PORT"
+QUEUE_SIZE = 64
+CONCURRENCY = 2  # requests served at once per event: the two CPU cores
+# Intra-op threads per request. With two requests at once on two cores, more threads only contend: on a
+# busy 2-core machine one thread ran the teacher 10x faster than two (benchmarks/bench_app.py --threads).
+TORCH_THREADS = 1
+POINTS_STEP = 512
+GALLERY_COLUMNS = 4
+GALLERY_HEIGHT = 370  # px: three rows of thumbnails, the 12 bundled shapes
+PLOT_SCALE, NOTE_SCALE = 3, 1
+TITLE = "I2P-MAE Explorer"
+CSS = """
+.how-it-works {font-size: 0.92em; background: var(--block-background-fill); padding: 0 10px;}
+"""
+# Greys out one choice of the teacher radio (the server refuses it anyway, with the reason).
+DISABLED_TEACHER_CSS = ('#teacher label[data-testid="{name}-radio-label"] '
+                        "{{opacity: 0.45; pointer-events: none;}}")
+
+
+def page_css() -> str:
+    """The page's style: note boxes, and unavailable teachers shown disabled."""
+    disabled = [DISABLED_TEACHER_CSS.format(name=name) for name, reason in teacher_status().items() if reason]
+    return "\n".join([CSS, *disabled])
+
+
+def launch_options() -> dict:
+    """Keyword arguments of ``demo.launch`` for a local, offline server."""
+    return {"server_name": HOST, "server_port": int(os.environ.get(PORT_ENV, DEFAULT_PORT)),
+            "max_file_size": f"{MAX_UPLOAD_MB}mb", "allowed_paths": [str(ASSETS_DIR)], "css": page_css(),
+            "footer_links": ["api"]}
+
+
+def _note(text: str) -> gr.Markdown:
+    """A "how it works" box."""
+    return gr.Markdown(text, elem_classes="how-it-works")
+
+
+def _panel(text: str) -> gr.Column:
+    """A row holding a figure column (returned) and its "how it works" note."""
+    with gr.Row(equal_height=False):
+        column = gr.Column(scale=PLOT_SCALE)
+        with gr.Column(scale=NOTE_SCALE, min_width=220):
+            _note(text)
+    return column
+
+
+def build_demo() -> gr.Blocks:
+    """The whole explorer as one ``gr.Blocks`` page, with its queue configured (sets torch's threads)."""
+    torch.set_num_threads(TORCH_THREADS)
+    teachers = teacher_status()
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(texts.INTRO)
+
+        gr.Markdown("## 1. The shape")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                gallery = gr.Gallery(value=[(e.thumbnail, e.caption) for e in handlers.examples()],
+                                     label="bundled shapes",
+                                     columns=GALLERY_COLUMNS, height=GALLERY_HEIGHT, allow_preview=False,
+                                     object_fit="contain", interactive=False, elem_id="gallery")
+                shape_file = gr.File(label=f"…or upload a shape ({', '.join(SUPPORTED_EXTENSIONS)}; "
+                                     f"up to {MAX_UPLOAD_MB} MB)", file_types=list(SUPPORTED_EXTENSIONS),
+                                     elem_id="shape-file")
+                with gr.Row():
+                    num_points = gr.Slider(MIN_POINTS, MAX_POINTS, value=handlers.DEFAULT_POINTS,
+                                           step=POINTS_STEP, label="points (N)")
+                    seed = gr.Number(0, precision=0, minimum=0, label="sampling seed")
+                teacher = gr.Radio(list(teachers), value=DEFAULT_TEACHER, label="2D teacher",
+                                   info=handlers.teacher_note(teachers), elem_id="teacher")
+                analyse = gr.Button("Analyse", variant="primary")
+            with gr.Column(scale=3):
+                summary = gr.Markdown("Pick a shape from the gallery or upload one.", elem_id="summary")
+                with gr.Row():
+                    cloud = gr.Plot(label="point cloud (drag to rotate)", elem_id="cloud")
+                    mesh = gr.Model3D(label=f"mesh (mesh files up to {MAX_MESH_FACES:,} faces)", height=400,
+                                      elem_id="mesh")
+                _note(texts.INPUT)
+
+        gr.Markdown("## 2. Depth views: what the 2D teacher sees")
+        with _panel(texts.DEPTH):
+            depth = gr.Plot(label="three depth images", elem_id="depth")
+
+        gr.Markdown("## 3. 2D saliency and its back-projection to 3D tokens")
+        with _panel(texts.SALIENCY):
+            saliency_views = gr.Plot(label="teacher saliency per view", elem_id="saliency")
+            token_saliency = gr.Plot(label="token saliency (level chosen below)", elem_id="token-saliency")
+
+        gr.Markdown("## 4. Random vs 2D-guided masking")
+        with gr.Row():
+            level = gr.Radio(list(handlers.LEVEL_CHOICES), value=handlers.DEFAULT_LEVEL,
+                             label="level (tokens)", elem_id="level")
+            mask_ratio = gr.Slider(handlers.MIN_MASK_RATIO, handlers.MAX_MASK_RATIO, value=0.8, step=0.05,
+                                   label="mask ratio", elem_id="mask-ratio")
+            log10_tau = gr.Slider(handlers.MIN_LOG10_TAU, handlers.MAX_LOG10_TAU, value=0.0, step=0.1,
+                                  label="temperature: log₁₀ τ", info="0 → τ = 1, the paper's setting; "
+                                  "−5 → τ = 0.00001 (almost greedy)", elem_id="tau")
+            mask_seed = gr.Number(0, precision=0, minimum=0, label="mask seed")
+        with _panel(texts.MASKS):
+            masks = gr.Plot(label="visible vs masked tokens", elem_id="masks")
+            stats = gr.Markdown(elem_id="mask-stats")
+
+        gr.Markdown("## 5. Reconstruction of the masked points")
+        with _panel(texts.RECONSTRUCTION):
+            reconstruction = gr.Plot(label="reconstruction under each mask", elem_id="reconstruction")
+            reconstruction_text = gr.Markdown(elem_id="reconstruction-text")
+
+        gr.Markdown("## 6. Classification (ModelNet10)")
+        with _panel(texts.CLASSIFY):
+            classify_button = gr.Button("Classify this shape")
+            label = gr.Label(num_top_classes=5, label="class confidences", elem_id="classes")
+            classify_text = gr.Markdown(elem_id="classify-text")
+
+        gr.Markdown("## 7. Few-shot classification")
+        with _panel(texts.FEW_SHOT):
+            with gr.Row():
+                classes = handlers.support_classes()
+                fs_classes = gr.CheckboxGroup(classes, value=classes[:handlers.DEFAULT_WAYS],
+                                              label="classes (N-way)", elem_id="fs-classes")
+                with gr.Column():
+                    fs_shots = gr.Slider(handlers.MIN_SHOTS, handlers.MAX_SHOTS, value=handlers.DEFAULT_SHOTS,
+                                         step=1, label="shots per class (K)")
+                    fs_seed = gr.Number(0, precision=0, minimum=0, label="episode seed")
+            fs_uploads = gr.File(file_count="multiple", file_types=list(SUPPORTED_EXTENSIONS),
+                                 label="optional: your own support shapes, named <class>_<number>.<ext>")
+            fs_button = gr.Button("Run few-shot episode")
+            fs_text = gr.Markdown(elem_id="fs-text")
+            with gr.Row():
+                fs_label = gr.Label(num_top_classes=5, label="prediction for the current shape", scale=1)
+                fs_plot = gr.Plot(label="features, PCA to 2D", elem_id="fs-plot", scale=2)
+
+        shape_inputs = [shape_file, num_points, seed, teacher]
+        mask_inputs = [level, mask_ratio, log10_tau, mask_seed]
+        explore_outputs = [summary, cloud, mesh, depth, saliency_views, token_saliency, masks, stats]
+        mask_outputs = [token_saliency, masks, stats]
+        reconstruct_inputs = shape_inputs + [mask_ratio, log10_tau, mask_seed]
+        reconstruct_outputs = [reconstruction, reconstruction_text]
+        classify_outputs = [label, classify_text]
+
+        def run_explore(event, **kwargs):
+            """Analysis panels first, then the reconstruction, then the class confidences."""
+            (event(handlers.explore, shape_inputs + mask_inputs, explore_outputs, **kwargs)
+             .success(handlers.reconstruct, reconstruct_inputs, reconstruct_outputs, api_visibility="private")
+             .success(handlers.classify_panel, [shape_file], classify_outputs, api_visibility="private"))
+
+        # Named endpoints first: gradio gives later events of the same function suffixed names.
+        (gr.on([level.change, mask_ratio.release, log10_tau.release, mask_seed.change], handlers.remask,
+               shape_inputs + mask_inputs, mask_outputs, api_name="remask", show_progress="minimal",
+               trigger_mode="always_last")
+         .success(handlers.reconstruct, reconstruct_inputs, reconstruct_outputs, api_name="reconstruct",
+                  show_progress="minimal", trigger_mode="always_last"))
+        run_explore(analyse.click, api_name="explore")
+        for trigger in (shape_file.upload, num_points.release, seed.submit, teacher.change):
+            run_explore(trigger, api_visibility="private")
+        run_explore(gallery.select(handlers.pick_example, None, shape_file, api_visibility="private").then,
+                    api_visibility="private")
+        shape_file.clear(handlers.cleared, None, explore_outputs + reconstruct_outputs + classify_outputs,
+                         api_visibility="private")
+        classify_button.click(handlers.classify, [shape_file], label, api_name="classify")
+        demo.load(handlers.warm_up, None, None, api_visibility="private", show_progress="hidden")
+        fs_button.click(handlers.few_shot, [fs_classes, fs_shots, fs_seed, fs_uploads, shape_file],
+                        [fs_text, fs_label, fs_plot], api_name="few_shot")
+    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)

@@ -1,0 +1,119 @@
+"""Time the explorer per stage for one shape, and what a user waits for: first result and slider moves.
+
+    .venv/bin/python benchmarks/bench_app.py [--shape assets/chair_0001.off] [--repeat 5]
+
+Targets on 2 CPU cores: first full result <= 1.0 s (a new shape: analysis, masks, reconstruction,
+class confidences and every figure; teacher, checkpoint and probe already loaded) and slider change
+<= 0.2 s (masks and their figures from the cached analysis; then the reconstruction under the new
+masks, which the page shows next). Stages that need the checkpoint are skipped without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from app import evaluation, handlers, reconstruction, shapes  # noqa: E402
+from app.resources import DEFAULT_TEACHER, Unavailable, checkpoint_path, get_model, get_teacher  # noqa: E402
+from app.ui import TORCH_THREADS  # noqa: E402
+from i2pmae.explore import analyse_shape, make_masks  # noqa: E402
+from i2pmae.geometry import build_hierarchy  # noqa: E402
+from i2pmae.io import load_points, read_shape  # noqa: E402
+from i2pmae.projection import project  # noqa: E402
+
+TARGETS_S = {"first full result": 1.0, "slider change: masks": 0.2, "slider change: reconstruction": 0.2}
+DEFAULT_SHAPE = REPO / "assets" / "chair_0001.off"
+SLIDER_LOG10_TAUS = (-3.0, -2.0, -1.0, 0.0, 1.0)
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def stage_timings(shape: Path, num_points: int, repeat: int) -> dict[str, float | None]:
+    """Seconds per pipeline stage, each on its own (None = needs the checkpoint, which is missing)."""
+    teacher = get_teacher(DEFAULT_TEACHER)
+    points = load_points(shape, num_points)
+    xyz = torch.from_numpy(points)[None]  # (1, N, 3)
+    views = project(xyz)
+    analysis = analyse_shape(points, teacher)
+    with torch.no_grad():
+        times = {
+            "load (read file)": median_seconds(lambda: read_shape(shape), repeat),
+            "sample (N points)": median_seconds(lambda: load_points(shape, num_points), repeat),
+            "tokenise (FPS + kNN)": median_seconds(lambda: build_hierarchy(xyz), repeat),
+            "project (3 depth views)": median_seconds(lambda: project(xyz), repeat),
+            "teacher (3 views)": median_seconds(lambda: teacher(views.images.flatten(0, 1)), repeat),
+            "mask (random + guided)": median_seconds(lambda: make_masks(analysis, seed=1), repeat),
+        }
+    try:
+        _, model = get_model()
+    except Unavailable:
+        return {**times, "reconstruct (2 masks)": None, "classify": None}
+    times["reconstruct (2 masks)"] = median_seconds(
+        lambda: reconstruction.reconstruct(model, analysis, mask_ratio=0.8, temperature=1.0, seed=0), repeat)
+    times["classify"] = median_seconds(lambda: evaluation.classify(shape), repeat)
+    return times
+
+
+def user_timings(shape: Path, num_points: int, repeat: int) -> dict[str, float]:
+    """What a user waits for, through the same handlers as the page."""
+
+    seeds = itertools.count()  # a new mask seed at every call: never a cached reconstruction
+    taus = itertools.cycle(SLIDER_LOG10_TAUS)  # a new temperature at every call, like a user dragging
+
+    def first_result() -> None:
+        shapes.clear_caches()
+        handlers.explore(str(shape), num_points)
+        handlers.reconstruct(str(shape), num_points, mask_seed=next(seeds))
+        handlers.classify_panel(str(shape))
+
+    def slider_masks() -> None:
+        handlers.remask(str(shape), num_points, log10_tau=next(taus))
+
+    def slider_reconstruction() -> None:
+        handlers.reconstruct(str(shape), num_points, log10_tau=next(taus), mask_seed=next(seeds))
+
+    return {"first full result": median_seconds(first_result, repeat),
+            "slider change: masks": median_seconds(slider_masks, repeat),
+            "slider change: reconstruction": median_seconds(slider_reconstruction, repeat)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=Path, default=DEFAULT_SHAPE)
+    parser.add_argument("--num-points", type=int, default=handlers.DEFAULT_POINTS)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=TORCH_THREADS, help="torch intra-op threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"shape {args.shape.name}, N = {args.num_points}, torch threads = {torch.get_num_threads()}, "
+          f"median of {args.repeat}, checkpoint: {checkpoint_path() or 'none (its panels show a message)'}")
+    print("\n| stage | seconds |\n|---|---|")
+    for name, seconds in stage_timings(args.shape, args.num_points, args.repeat).items():
+        print(f"| {name} | {'no checkpoint' if seconds is None else f'{seconds:.3f}'} |")
+    print("\n| user action | seconds | target |\n|---|---|---|")
+    for name, seconds in user_timings(args.shape, args.num_points, args.repeat).items():
+        verdict = "ok" if seconds <= TARGETS_S[name] else "over"
+        print(f"| {name} | {seconds:.3f} | <= {TARGETS_S[name]} ({verdict}) |")
+
+
+if __name__ == "__main__":
+    main()

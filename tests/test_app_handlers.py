@@ -1,0 +1,341 @@
+"""The explorer's handlers, caches and figures, without a browser or a server."""
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from app import evaluation, figures, handlers, reconstruction, resources, shapes
+from app import support_set as support_set_module
+from app.cache import LRUCache, file_digest
+from app.paths import MANIFEST_PATH
+from app.resources import CHECKPOINT_ENV
+from i2pmae.projection import pixel_coords
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MESH = ASSETS / "chair_0002.off"
+CLOUD = ASSETS / "toilet_0001.npy"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches(monkeypatch, tmp_path):
+    """Every test starts with empty caches and without a checkpoint (unless it sets one)."""
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "no-checkpoint.safetensors"))
+    shapes.clear_caches()
+    yield
+    shapes.clear_caches()
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def test_lru_evicts_the_least_recently_used():
+    cache = LRUCache(2)
+    calls = []
+
+    def make(key):
+        return lambda: calls.append(key) or key.upper()
+
+    assert cache.get_or_compute("a", make("a")) == "A"
+    cache.get_or_compute("b", make("b"))
+    cache.get_or_compute("a", make("a"))  # "a" is now the most recent
+    cache.get_or_compute("c", make("c"))  # evicts "b"
+    assert "a" in cache and "c" in cache and "b" not in cache
+    assert calls == ["a", "b", "c"] and (cache.hits, cache.misses) == (1, 3)
+    with pytest.raises(ValueError, match="maxsize"):
+        LRUCache(0)
+
+
+def test_lru_is_safe_under_threads():
+    cache = LRUCache(8)
+    errors = []
+
+    def work(i):
+        try:
+            for j in range(200):
+                assert cache.get_or_compute((i + j) % 16, lambda j=j: (i + j) % 16) == (i + j) % 16
+        except AssertionError as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(cache) == 8
+
+
+def test_file_digest_is_sha256_of_the_bytes(tmp_path):
+    data = np.random.default_rng(0).bytes(3 * 2**20 + 17)  # spans several read chunks
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert file_digest(path) == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def test_thumbnail_draws_the_nearest_point_on_top():
+    points = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])
+    image = figures.thumbnail(points, size=64)
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    painted = (image != figures.THUMB_BACKGROUND).any(-1)
+    assert painted.sum() == 3 * (2 * figures.THUMB_DOT + 1) ** 2  # three separate dots
+    rows = np.flatnonzero(painted.any(1))
+    assert rows.min() < 64 * figures.THUMB_MARGIN + 3 and rows.max() > 64 * (1 - figures.THUMB_MARGIN) - 3
+
+
+def test_depth_views_share_one_colour_axis_and_blank_empty_pixels():
+    depth = np.zeros((3, 8, 8), dtype=np.float32)
+    depth[0, 2, 3], depth[2, 5, 5] = 0.5, 2.0
+    fig = figures.depth_views_figure(depth)
+    assert [t.coloraxis for t in fig.data] == ["coloraxis"] * 3
+    z0 = np.asarray(fig.data[0].z, dtype=float)
+    assert z0[2, 3] == 0.5 and np.isnan(z0).sum() == 63
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.5, 2.0)
+
+
+def test_masks_figure_shows_every_token_once_per_mask():
+    rng = np.random.default_rng(0)
+    centers, points = rng.normal(size=(64, 3)), rng.normal(size=(512, 3))
+    masks = [rng.random(64) < 0.8, rng.random(64) < 0.5]
+    fig = figures.masks_figure(points, centers, masks, ["a", "b"], rng.random(64))
+    by_name = {}
+    for trace in fig.data:
+        by_name.setdefault(trace.name, []).append(len(trace.x))
+    assert by_name["masked token"] == [int(m.sum()) for m in masks]
+    assert by_name["visible token"] == [int((~m).sum()) for m in masks]
+    assert sum(bool(t.showlegend) for t in fig.data if t.name == "visible token") == 1
+
+
+def test_reconstruction_and_embedding_figures():
+    rng = np.random.default_rng(0)
+    panel = figures.ReconstructionPanel("x", rng.random((5, 3)), rng.random((7, 3)), rng.random((9, 3)))
+    fig = figures.reconstruction_figure([panel, panel])
+    assert [len(t.x) for t in fig.data] == [5, 7, 9] * 2
+    assert {t.name for t in fig.data} == {"visible input", "masked ground truth", "prediction"}
+    emb = figures.embedding_figure(rng.random((6, 2)), np.array([0, 0, 1, 1, 0, 1]),
+                                   np.array([False, False, False, False, True, True]), ["a", "b"],
+                                   current=np.zeros(2))
+    assert [len(t.x) for t in emb.data] == [2, 1, 2, 1, 1]
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def test_parameter_checks():
+    assert handlers.tau_from_log10(0.0) == 1.0 and handlers.tau_from_log10(-5) == pytest.approx(1e-5)
+    assert [handlers.level_index(t) for t in (512, 256, 64)] == [0, 1, 2]
+    for bad in (lambda: handlers.tau_from_log10(2), lambda: handlers.level_index(100),
+                lambda: handlers.check_mask_ratio(1.0), lambda: shapes.check_num_points(10)):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def test_upload_class_names():
+    assert evaluation.upload_class("/tmp/x/mug_01.obj") == "mug"
+    assert evaluation.upload_class("night_stand-3.ply") == "night_stand"
+    assert evaluation.upload_class("lamp.ply") == "lamp"
+    with pytest.raises(ValueError, match="<class>_<number>"):
+        evaluation.upload_class("0007.ply")
+    assert evaluation.group_uploads(["a_1.ply", "b_1.ply", "a_2.ply"]) == {"a": ["a_1.ply", "a_2.ply"],
+                                                                         "b": ["b_1.ply"]}
+
+
+def test_episode_is_disjoint_balanced_and_seeded():
+    labels = np.repeat(np.arange(4), 30)
+    ep = evaluation.draw_episode(labels, [1, 3], shot=5, seed=7)
+    assert len(ep.support) == 10 and len(ep.query) == 2 * 20
+    assert not set(ep.support) & set(ep.query)
+    assert np.bincount(labels[ep.support], minlength=4).tolist() == [0, 5, 0, 5]
+    again = evaluation.draw_episode(labels, [1, 3], shot=5, seed=7)
+    assert np.array_equal(ep.support, again.support) and np.array_equal(ep.query, again.query)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("empty.ply", b"", "empty"),
+    ("nan.xyz", b"0 0 0\nnan 1 2\n1 1 1\n", "nan.xyz"),
+    ("junk.ply", bytes(range(256)) * 8, "junk.ply"),
+])
+def test_bad_files_raise_readable_gradio_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(gr.Error, match=message):
+        handlers.explore(str(path))
+
+
+def test_clearing_the_shape_blanks_every_output():
+    assert len(handlers.cleared()) == len(handlers.ExploreResult._fields) + 2 + 2  # + reconstruction, classes
+
+
+def test_no_shape_and_oversized_upload(tmp_path, monkeypatch):
+    with pytest.raises(gr.Error, match="no shape yet"):
+        handlers.explore(None)
+    monkeypatch.setattr(shapes, "MAX_UPLOAD_BYTES", 100)
+    with pytest.raises(gr.Error, match="upload limit"):
+        handlers.explore(str(MESH))
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+def test_explore_builds_every_panel_and_converts_meshes():
+    result = handlers.explore(str(MESH), num_points=1024)
+    assert "chair_0002.off" in result.summary and "mesh" in result.summary
+    assert Path(result.mesh).suffix == ".glb" and Path(result.mesh).stat().st_size > 0
+    assert len(result.depth.data) == 3
+    assert len(result.cloud.data[0].x) == 1024
+    assert "| 10 most salient tokens kept visible |" in result.stats
+    figure, text = handlers.reconstruct(str(MESH), num_points=1024)
+    assert "No checkpoint found at" in text and "No checkpoint found at" in figure.layout.annotations[0].text
+    cloud = handlers.explore(str(CLOUD), num_points=1024)
+    assert cloud.mesh is None and "point cloud" in cloud.summary
+
+
+def test_slider_moves_reuse_the_analysis(monkeypatch):
+    calls = []
+    original = shapes.analyse_shape
+    monkeypatch.setattr(shapes, "analyse_shape", lambda *a, **k: calls.append(1) or original(*a, **k))
+    handlers.explore(str(MESH), num_points=1024)
+    greedy = handlers.remask(str(MESH), num_points=1024, log10_tau=-5.0)
+    uniform = handlers.remask(str(MESH), num_points=1024, log10_tau=1.0, mask_ratio=0.5, level_tokens=512)
+    assert calls == [1]  # the teacher ran once for three requests
+    assert greedy.stats != uniform.stats
+    handlers.explore(str(MESH), num_points=1024, seed=1)  # a new sample is a new analysis
+    assert calls == [1, 1]
+
+
+def test_greedy_guidance_keeps_the_most_salient_tokens_visible():
+    result = shapes.analyse(str(MESH), 1024, 0, "efficientnet-lite0")
+    kept = {}
+    for log10_tau in (-5.0, 1.0):
+        stats = handlers.mask_panels(result, 64, 0.8, log10_tau, 0).stats
+        row = next(line for line in stats.splitlines() if line.startswith("| 10 most salient"))
+        kept[log10_tau] = [int(cell) for cell in row.strip("|").split("|")[1:]]  # [random, guided]
+    assert kept[-5.0][1] >= 9 > kept[-5.0][0]  # 13 visible of 64: near-greedy keeps (almost) all the top 10
+    assert kept[1.0][0] == kept[-5.0][0]  # the random mask ignores tau
+    assert kept[1.0][1] < kept[-5.0][1]
+
+
+# ------------------------------------------------------------------------------------------------ checkpoint
+SMALL_SUPPORT_CLASSES = ("chair", "table")
+SMALL_SUPPORT_PER_CLASS = 22  # 2 shots + 20 queries, the least the few-shot protocol accepts
+
+
+def write_small_support(path: Path) -> Path:
+    """A 2-class slice of the bundled support shapes, so that feature extraction stays quick in tests."""
+    with np.load(support_set_module.SUPPORT_PATH) as data:
+        classes = list(data["classes"])
+        keep = np.concatenate([np.flatnonzero(data["labels"] == classes.index(c))[:SMALL_SUPPORT_PER_CLASS]
+                               for c in SMALL_SUPPORT_CLASSES])
+        labels = np.searchsorted([classes.index(c) for c in SMALL_SUPPORT_CLASSES], data["labels"][keep])
+        np.savez(path, points=data["points"][keep], labels=labels, classes=np.array(SMALL_SUPPORT_CLASSES),
+                 names=data["names"][keep])
+    return path
+
+
+def tiny_model(num_centers=(256, 128, 32), num_points=1024):
+    """A small randomly initialised I2PMAE, tokenised like the CPU-sized shipped model by default."""
+    from i2pmae.model import I2PMAE, I2PMAEConfig
+
+    torch.manual_seed(0)
+    cfg = I2PMAEConfig(num_points=num_points, num_centers=num_centers, encoder_dims=(24, 48, 96),
+                       encoder_depths=(1, 1, 1), encoder_heads=(2, 2, 2), decoder_dims=(96, 48),
+                       decoder_heads=(2, 2), point_embed_widths=(32, 64, 128), teacher="efficientnet-lite0",
+                       teacher_dim=112)
+    return I2PMAE(cfg).eval()
+
+
+def save_tiny_checkpoint(path: Path) -> Path:
+    """:func:`tiny_model` as a checkpoint file (also used by the API and browser tests)."""
+    from i2pmae.checkpoints import save_checkpoint
+
+    return save_checkpoint(path, tiny_model())
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, monkeypatch):
+    """The tiny model as the app's checkpoint, with the 2-class support slice."""
+    path = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    monkeypatch.setenv(CHECKPOINT_ENV, str(path))
+    monkeypatch.setattr(support_set_module, "SUPPORT_PATH", write_small_support(tmp_path / "support.npz"))
+    return path
+
+
+def test_model_analysis_retokenises_with_the_cached_teacher_maps():
+    analysis = shapes.analyse(str(MESH), 2048, 0, "efficientnet-lite0").analysis
+    assert reconstruction.model_analysis(analysis, tiny_model((512, 256, 64), 2048)) is analysis
+    own = reconstruction.model_analysis(analysis, tiny_model())
+    assert [c.shape[1] for c in own.hierarchy.centers] == [256, 128, 32]
+    assert torch.equal(own.points, analysis.points[:1024]) and own.maps is analysis.maps
+    top = own.hierarchy.centers[-1]  # (1, 32, 3)
+    views = analysis.maps.views
+    pixels = pixel_coords(views, top)  # (1, V, 32, 2) row, col
+    up = torch.nn.functional.interpolate(analysis.maps.saliency, size=views.depth.shape[-2:], mode="bicubic",
+                                         align_corners=False)  # (1, V, H, W), the brute-force upsample
+    brute = torch.stack([up[0, v, pixels[0, v, :, 0], pixels[0, v, :, 1]] for v in range(up.shape[1])])
+    assert torch.allclose(own.token_saliency[-1], brute.mean(0), rtol=1e-4, atol=1e-7)
+
+
+def test_reconstruction_with_a_checkpoint(tiny_checkpoint):
+    figure, text = handlers.reconstruct(str(MESH), num_points=1024)
+    assert text.count("Chamfer-L2") == 2 and "its own 32 top tokens" in text
+    assert [t.name for t in figure.data] == ["visible input", "masked ground truth", "prediction"] * 2
+    visible, truth, predicted = (len(t.x) for t in figure.data[:3])
+    assert truth == predicted  # P = K_h predicted points per masked token at the 256 level
+    assert handlers.reconstruct(str(MESH), num_points=1024)[0] is figure  # cached
+    assert handlers.reconstruct(str(MESH), num_points=1024, log10_tau=-5.0)[0] is not figure
+
+
+def test_classify_and_few_shot_with_a_checkpoint(tiny_checkpoint, tmp_path):
+    confidences = handlers.classify(str(MESH))
+    assert set(confidences) == set(SMALL_SUPPORT_CLASSES) == set(handlers.support_classes())
+    assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-5)
+    uploads = []
+    for name, i in (("mug", 0), ("mug", 1), ("lamp", 2), ("lamp", 3)):
+        path = tmp_path / f"{name}_{i}.npy"
+        np.save(path, np.random.default_rng(i).normal(size=(1500, 3)).astype(np.float32))
+        uploads.append(str(path))
+    text, prediction, plot = handlers.few_shot([], 2, 0, uploads, None)  # uploaded classes only
+    assert "2-way 2-shot" in text and "queries" not in text and prediction is None
+    uploads = uploads[:2]
+    text, prediction, plot = handlers.few_shot(list(SMALL_SUPPORT_CLASSES), 2, 0, uploads, str(MESH))
+    assert "3-way 2-shot" in text and "40 queries" in text and "±" in text
+    assert set(prediction) == {*SMALL_SUPPORT_CLASSES, "mug"}
+    assert len(plot.data) == 2 * 2 + 1 + 1  # support and query per bundled class, uploaded support, current
+    with pytest.raises(gr.Error, match="at least 2 classes"):
+        handlers.few_shot(["chair"], 2, 0, [], None)
+    with pytest.raises(gr.Error, match="at least 2 files per class"):
+        handlers.few_shot(["chair"], 2, 0, uploads[:1], None)
+
+
+@pytest.mark.parametrize("width", [96, 5])
+def test_a_shipped_probe_is_used_when_it_fits_the_checkpoint(tiny_checkpoint, width):
+    from i2pmae.evaluate import LinearProbe, save_probe
+
+    probe = LinearProbe(torch.zeros(2, width), torch.tensor([0.0, 1.0]), ["chair", "table"])
+    save_probe(probe, tiny_checkpoint.parent / "probe.safetensors")  # beside the checkpoint
+    label, text = handlers.classify_panel(str(MESH))
+    if width == 96:  # the tiny model's feature width
+        assert "shipped probe `probe.safetensors`" in text
+        assert label == pytest.approx({"chair": 1 / (1 + np.e), "table": np.e / (1 + np.e)})
+    else:
+        assert label is None and "do not belong together" in text
+
+
+SHIPPED = sorted(resources.CHECKPOINT_DIR.glob("*.safetensors"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped checkpoint in checkpoints/")
+def test_the_shipped_checkpoint_classifies_the_bundled_modelnet_shapes(monkeypatch):
+    monkeypatch.delenv(CHECKPOINT_ENV)  # find it the way `python app.py` does
+    labelled = [e for e in json.loads(MANIFEST_PATH.read_text()) if e["label"]]
+    correct = [max(c, key=c.get) == e["label"] for e in labelled
+               for c in [handlers.classify(str(ASSETS / e["file"]))]]
+    assert sum(correct) >= len(labelled) - 1  # train-split shapes: at most one miss
+    label, text = handlers.classify_panel(str(MESH))
+    assert "shipped probe" in text and max(label, key=label.get) == "chair"
+
+
+def test_panels_without_a_checkpoint_say_so():
+    label, text = handlers.classify_panel(str(MESH))
+    assert label is None and "No checkpoint found at" in text
+    with pytest.raises(gr.Error, match="No checkpoint found at"):
+        handlers.few_shot(["chair", "table"], 3, 0, [], None)
