@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from i2pmae.explore import MaskPair, ShapeAnalysis, make_masks
+from i2pmae.explore import MaskPair, ShapeAnalysis, make_masks, token_saliency
 from i2pmae.geometry import build_hierarchy
 
 from . import figures
@@ -37,7 +37,7 @@ def model_analysis(analysis: ShapeAnalysis, model: nn.Module) -> ShapeAnalysis:
         return analysis
     points = analysis.points[: model.cfg.num_points]  # (N', 3)
     hierarchy = build_hierarchy(points[None], model.cfg.num_centers, model.cfg.group_sizes)
-    saliency = [analysis.maps.sample(centers)[1].mean(-1)[0] for centers in hierarchy.centers]  # (G_s,)
+    saliency = token_saliency(analysis.maps, hierarchy)
     return ShapeAnalysis(points=points, hierarchy=hierarchy, maps=analysis.maps, token_saliency=saliency)
 
 

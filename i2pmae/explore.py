@@ -57,9 +57,14 @@ def analyse_shape(
         raise ValueError(f"expected points of shape (N, 3), got {tuple(xyz.shape)}")
     hierarchy = build_hierarchy(xyz[None], num_centers, group_sizes)
     maps = compute_teacher_maps(teacher, xyz[None])
-    # Token saliency of a level = saliency at its centres, averaged over the views (DESIGN 1.4).
-    token_saliency = [maps.sample(centers)[1].mean(-1)[0] for centers in hierarchy.centers]  # (G_s,)
-    return ShapeAnalysis(points=xyz, hierarchy=hierarchy, maps=maps, token_saliency=token_saliency)
+    return ShapeAnalysis(
+        points=xyz, hierarchy=hierarchy, maps=maps, token_saliency=token_saliency(maps, hierarchy)
+    )
+
+
+def token_saliency(maps: TeacherMaps, hierarchy: Hierarchy) -> list[Tensor]:
+    """Saliency at each level's centres, averaged over the views (DESIGN 1.4): per level (G_s,), batch 1."""
+    return [maps.sample(centers)[1].mean(-1)[0] for centers in hierarchy.centers]
 
 
 def make_masks(

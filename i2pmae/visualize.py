@@ -38,38 +38,39 @@ def upsample_saliency(saliency: np.ndarray, size: int) -> np.ndarray:
 
 def save_depth_views(depth: np.ndarray, path: str | Path, *, title: str = "") -> Path:
     """The V summed-depth images (V, H, W) side by side with one colour bar; empty pixels are white."""
-    plt = _pyplot()
-    num_views = depth.shape[0]
-    fig, axes = plt.subplots(1, num_views, figsize=(3.6 * num_views + 0.8, 3.8), constrained_layout=True)
-    axes = np.atleast_1d(axes)
     occupied = depth != 0
     lo, hi = (depth[occupied].min(), depth[occupied].max()) if occupied.any() else (0.0, 1.0)
-    image = None
+    fig, axes = _view_row(depth.shape[0])
     for v, ax in enumerate(axes):
         image = ax.imshow(np.ma.masked_where(~occupied[v], depth[v]), cmap="viridis", vmin=lo, vmax=hi)
-        ax.set_title(VIEW_NAMES[v] if v < len(VIEW_NAMES) else f"view {v + 1}", fontsize=9)
-        ax.set_axis_off()
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label="summed depth")
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+    return _finish_view_row(fig, axes, image, "summed depth", title, path)
 
 
 def save_saliency(depth: np.ndarray, saliency: np.ndarray, path: str | Path, *, title: str = "") -> Path:
     """Teacher saliency (V, h, w) upsampled and laid over the grey depth images (V, H, W)."""
-    plt = _pyplot()
-    num_views, size = depth.shape[0], depth.shape[-1]
-    heat = upsample_saliency(saliency, size)
-    fig, axes = plt.subplots(1, num_views, figsize=(3.6 * num_views + 0.8, 3.8), constrained_layout=True)
-    axes = np.atleast_1d(axes)
-    image = None
+    heat = upsample_saliency(saliency, depth.shape[-1])
+    fig, axes = _view_row(depth.shape[0])
     for v, ax in enumerate(axes):
         ax.imshow(depth[v] != 0, cmap="Greys", vmin=0, vmax=2)  # shape in mid grey on white
         # Opacity follows the saliency, so the shape stays visible where the teacher looks away.
         image = ax.imshow(heat[v], cmap="inferno", alpha=0.9 * heat[v] / heat.max(), vmin=0, vmax=heat.max())
+    return _finish_view_row(fig, axes, image, "teacher saliency", title, path)
+
+
+def _view_row(num_views: int):
+    """One row of image panels, titled by view."""
+    fig, axes = _pyplot().subplots(
+        1, num_views, figsize=(3.6 * num_views + 0.8, 3.8), constrained_layout=True
+    )
+    axes = np.atleast_1d(axes)
+    for v, ax in enumerate(axes):
         ax.set_title(VIEW_NAMES[v] if v < len(VIEW_NAMES) else f"view {v + 1}", fontsize=9)
         ax.set_axis_off()
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label="teacher saliency")
+    return fig, axes
+
+
+def _finish_view_row(fig, axes, image, label: str, title: str, path: str | Path) -> Path:
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label=label)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
