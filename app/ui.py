@@ -45,8 +45,12 @@ def page_css() -> str:
 
 
 def launch_options() -> dict:
-    """Keyword arguments of ``demo.launch`` for a local, offline server."""
-    return {"server_name": HOST, "server_port": int(os.environ.get(PORT_ENV, DEFAULT_PORT)),
+    """Keyword arguments of ``demo.launch`` for a local, offline server.
+
+    ``GRADIO_SERVER_NAME`` wins over the loopback default: Hugging Face Spaces set it to 0.0.0.0.
+    """
+    return {"server_name": os.environ.get("GRADIO_SERVER_NAME", HOST),
+            "server_port": int(os.environ.get(PORT_ENV, DEFAULT_PORT)),
             "max_file_size": f"{MAX_UPLOAD_MB}mb", "allowed_paths": [str(ASSETS_DIR)], "css": page_css(),
             "footer_links": ["api"]}
 
