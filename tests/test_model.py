@@ -209,7 +209,8 @@ def test_shipped_configs_forward_shapes(name, teacher):
     assert [tuple(m.shape) for m in out.masks] == [(1, g) for g in cfg.num_centers]
     assert int((~out.masks[-1]).sum()) == cfg.num_centers[-1] - int(cfg.mask_ratio * cfg.num_centers[-1])
     assert out.token_saliency.shape == (1, cfg.num_centers[-1])
-    assert out.loss.item() == pytest.approx(out.loss_3d.item() + out.loss_2d.item())
+    weighted = cfg.loss_weight_3d * out.loss_3d.item() + cfg.loss_weight_2d * out.loss_2d.item()
+    assert out.loss.item() == pytest.approx(weighted)
     shapes = [(1, g, c) for g, c in zip(cfg.num_centers, cfg.encoder_dims, strict=True)]
     assert [tuple(f.shape) for f in model.forward_features(points)] == shapes
 
