@@ -84,11 +84,21 @@ def save_checkpoint(
     if isinstance(model, PointClassifier):
         header["num_classes"] = str(model.num_classes)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    return save_safetensors_atomic(path, tensors, header)
+
+
+def save_safetensors_atomic(
+    path: str | os.PathLike, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Write a safetensors file through a temporary file in the same folder and ``os.replace``.
+
+    A kill mid-write never leaves half a file at ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=header)
+        save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -306,12 +306,11 @@ def fit_linear_probe(
 
 def save_probe(probe: LinearProbe, path: str | os.PathLike) -> None:
     """Write the probe as safetensors (``weight``, ``bias``), class names and fit info in its metadata."""
-    from safetensors.torch import save_file
+    from .checkpoints import save_safetensors_atomic
 
     meta = {"format": PROBE_FORMAT, "classes": json.dumps(probe.classes), "info": json.dumps(probe.info)}
-    tmp = f"{os.fspath(path)}.tmp"
-    save_file({"weight": probe.weight.contiguous(), "bias": probe.bias.contiguous()}, tmp, metadata=meta)
-    os.replace(tmp, path)
+    tensors = {"weight": probe.weight.contiguous(), "bias": probe.bias.contiguous()}
+    save_safetensors_atomic(path, tensors, meta)
 
 
 def load_probe(path: str | os.PathLike) -> LinearProbe:

@@ -429,17 +429,12 @@ class TeacherCache:
                            saliency=self.saliency[idx].to(device), views=views)
 
     def save(self, path: Path, metadata: Mapping[str, str]) -> None:
-        from safetensors.torch import save_file
+        from .checkpoints import save_safetensors_atomic
 
         tensors = {name: getattr(self, name).contiguous()
                    for name in ("features", "saliency", "minimum", "step", "offset", "axes")}
         meta = {"key": self.key, "image_size": str(self.image_size), **metadata}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            save_file(tensors, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_safetensors_atomic(path, tensors, meta)
 
     @classmethod
     def load(cls, path: Path) -> TeacherCache:
