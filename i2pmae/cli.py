@@ -265,6 +265,7 @@ def cmd_svm(args: argparse.Namespace) -> int:
                          "validation_fraction": args.val_fraction, "validation_shapes": len(val_idx)}
     runs = [linear_svm_eval(x_train, y_train, x_test, y_test, seed=seed) for seed in args.seeds]
     stats = summarize([r["accuracy"] for r in runs])
+    class_stats = summarize([r["class_accuracy"] for r in runs])
     protocol = {
         "checkpoint": _checkpoint_record(args.checkpoint, metadata),
         "train": _data_record(args.train, "train", train_set),
@@ -277,13 +278,16 @@ def cmd_svm(args: argparse.Namespace) -> int:
         "voting": "none",
     }
     for seed, run in zip(args.seeds, runs, strict=True):
-        print(f"svm seed {seed}: accuracy {PERCENT * run['accuracy']:.2f} % (C={run['C']:g}, standardise "
+        print(f"svm seed {seed}: accuracy {PERCENT * run['accuracy']:.2f} %, mean class accuracy "
+              f"{PERCENT * run['class_accuracy']:.2f} % (C={run['C']:g}, standardise "
               f"{run['standardize']}, CV accuracy {PERCENT * run['cv_accuracy']:.2f} % over "
               f"{run['cv_folds']} folds of train)")
-    print(f"svm: accuracy {PERCENT * stats['mean']:.2f} +- {PERCENT * stats['std']:.2f} % over {len(runs)} "
+    print(f"svm: accuracy {PERCENT * stats['mean']:.2f} +- {PERCENT * stats['std']:.2f} % (mean class "
+          f"accuracy {PERCENT * class_stats['mean']:.2f} %) over {len(runs)} "
           f"seed(s) | {args.checkpoint} | fitted on train {args.train} ({len(y_train)} shapes), scored on "
           f"{scored} ({len(y_test)} shapes), {train_set.num_points} points, {args.pool}-pool, no voting")
-    payload = {"accuracy": stats["mean"], "std": stats["std"], "runs": runs, "protocol": protocol}
+    payload = {"accuracy": stats["mean"], "std": stats["std"], "class_accuracy": class_stats["mean"],
+               "class_accuracy_std": class_stats["std"], "runs": runs, "protocol": protocol}
     _write_json(args.json, payload)
     return 0
 

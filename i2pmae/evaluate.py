@@ -153,7 +153,9 @@ def linear_svm_eval(
         test_features: (n_test, C); test_labels: (n_test,).
 
     Returns:
-        dict(accuracy, C, standardize, cv_accuracy, cv_folds, c_grid, scores), accuracy in [0, 1].
+        dict(accuracy, class_accuracy, C, standardize, cv_accuracy, cv_folds, c_grid, scores), accuracies in
+        [0, 1]; ``class_accuracy`` is the mean of the per-class accuracies over the classes present in test
+        (ModelNet's "mAcc"; it differs from ``accuracy`` when test and train class frequencies differ).
     """
     x_test, y_test = _check_xy(test_features, test_labels, "svm test")
     x_train, y_train = _check_xy(train_features, train_labels, "svm train")
@@ -161,8 +163,18 @@ def linear_svm_eval(
         raise ValueError(f"train and test features differ in width: {x_train.shape[1]} vs {x_test.shape[1]}")
     choice = select_svm(x_train, y_train, c_grid=c_grid, cv_folds=cv_folds, seed=seed)
     clf = _svm(choice["C"], choice["standardize"], seed).fit(x_train, y_train)
-    accuracy = float((clf.predict(x_test) == y_test).mean())
-    return {"accuracy": accuracy, **choice, "c_grid": [float(c) for c in c_grid]}
+    predicted = clf.predict(x_test)
+    return {"accuracy": float((predicted == y_test).mean()),
+            "class_accuracy": mean_class_accuracy(predicted, y_test), **choice,
+            "c_grid": [float(c) for c in c_grid]}
+
+
+def mean_class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present in ``labels`` of the fraction of their shapes predicted right."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    if predicted.shape != labels.shape or labels.ndim != 1 or len(labels) == 0:
+        raise ValueError(f"expected two equal non-empty (n,) arrays, got {predicted.shape}, {labels.shape}")
+    return float(np.mean([(predicted[labels == c] == c).mean() for c in np.unique(labels)]))
 
 
 # --------------------------------------------------------------------------------------------- few-shot

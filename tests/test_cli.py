@@ -59,6 +59,7 @@ def test_svm_and_fewshot_record_their_protocol(workspace, capsys):
     assert line.startswith("svm: accuracy") and "over 2 seed(s)" in line and "64 points" in line
     result = json.loads(out.read_text())
     assert 0 <= result["accuracy"] <= 1 and len(result["runs"]) == 2
+    assert 0 <= result["class_accuracy"] <= 1 and "mean class accuracy" in line
     protocol = result["protocol"]
     assert protocol["seeds"] == [0, 1] and protocol["scored"]["shapes"] == 15
     assert protocol["train"]["points"] == 64

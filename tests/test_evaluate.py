@@ -19,9 +19,20 @@ def test_svm_separable_blobs_reach_full_accuracy():
     x, y = _blobs()
     xt, yt = x + 0.01, y  # the same blobs, shifted a little
     result = ev.linear_svm_eval(x, y, xt, yt, seed=0)
-    assert result["accuracy"] == 1.0
+    assert result["accuracy"] == 1.0 and result["class_accuracy"] == 1.0
     assert result["C"] in ev.SVM_C_GRID and isinstance(result["standardize"], bool)
     assert len(result["scores"]) == 2 * len(ev.SVM_C_GRID)
+
+
+def test_mean_class_accuracy_against_hand_counts():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 0, 1, 0, 1, 2])  # class 0: 3/4, class 1: 1/2, class 2: 1/1
+    assert ev.mean_class_accuracy(predicted, labels) == pytest.approx((0.75 + 0.5 + 1.0) / 3)
+    assert (predicted == labels).mean() == pytest.approx(5 / 7)  # overall accuracy weighs classes by count
+    with pytest.raises(ValueError, match="equal non-empty"):
+        ev.mean_class_accuracy(predicted[:3], labels)
+    with pytest.raises(ValueError, match="equal non-empty"):
+        ev.mean_class_accuracy(np.array([]), np.array([]))
 
 
 def test_svm_choice_never_looks_at_test():
