@@ -99,10 +99,18 @@ def save_safetensors_atomic(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, _default_file_mode())  # safetensors creates 0600 files; give the usual umask mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _default_file_mode() -> int:
+    """0o666 minus the process umask: the mode ``open()`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:

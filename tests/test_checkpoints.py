@@ -3,6 +3,8 @@
 import argparse
 import dataclasses
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -17,6 +19,7 @@ from i2pmae.checkpoints import (
     load_official_state_dict,
     load_pretrained_encoder,
     save_checkpoint,
+    save_safetensors_atomic,
 )
 from i2pmae.masking import random_mask
 from i2pmae.model import I2PMAE, I2PMAEConfig, PointClassifier, StateDictMismatchError
@@ -110,6 +113,15 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
         assert torch.equal(a, b)
     info = checkpoint_info(path)
     assert info["model_class"] == "I2PMAE" and info["num_tensors"] == len(model.state_dict())
+
+
+def test_atomic_write_gives_the_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_safetensors_atomic(tmp_path / "t.safetensors", {"x": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_classifier_round_trip_keeps_class_count(tmp_path):
