@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -98,19 +99,16 @@ def save_safetensors_atomic(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        # safetensors always leaves a 0600 file; keep the mode open() gives a new file under this umask. Read
+        # it off a file we create, not with os.umask(), which would change the mode process-wide for a moment.
+        tmp.touch()
+        mode = stat.S_IMODE(tmp.stat().st_mode)
         save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, _default_file_mode())  # safetensors creates 0600 files; give the usual umask mode
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _default_file_mode() -> int:
-    """0o666 minus the process umask: the mode ``open()`` would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:

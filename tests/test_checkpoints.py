@@ -115,13 +115,15 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
     assert info["model_class"] == "I2PMAE" and info["num_tensors"] == len(model.state_dict())
 
 
-def test_atomic_write_gives_the_umask_mode_not_0600(tmp_path):
-    old = os.umask(0o022)
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_atomic_write_gives_the_umask_mode_not_0600(tmp_path, umask, mode):
+    old = os.umask(umask)
     try:
         path = save_safetensors_atomic(tmp_path / "t.safetensors", {"x": torch.zeros(2)})
     finally:
         os.umask(old)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["t.safetensors"]  # no temporary file left
 
 
 def test_classifier_round_trip_keeps_class_count(tmp_path):
