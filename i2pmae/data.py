@@ -42,6 +42,8 @@ import functools
 import math
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,21 +385,32 @@ class _Options:
 
 
 def _open_npz(path: Path, split: str, opts: _Options) -> PointCloudDataset:
-    with np.load(path) as archive:
+    try:
+        points, labels, names, classes = _read_npz_arrays(path)
+    except DatasetError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        # Empty, truncated or renamed files and pickled object arrays (never loaded) end up here.
+        raise DatasetError(f"{path}: not a readable .npz archive of plain arrays ({exc})") from exc
+    if classes is None:
+        classes = _read_lines(path.parent / CLASSES_FILE, f"class names for {path.name} (no 'classes' array)")
+    return ArrayPointCloudDataset(
+        points, labels, classes, names=names, layout="npz", source=str(path), **opts.as_kwargs()
+    )
+
+
+def _read_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list | None]:
+    """(points, labels, names or None, classes or None) of one of our .npz files; pickles are refused."""
+    with np.load(path, allow_pickle=False) as archive:
         missing = {"points", "labels"} - set(archive.files)
         if missing:
             raise DatasetError(
                 f"{path}: missing array(s) {sorted(missing)}; found {sorted(archive.files)} (expected "
                 "points (N, P, 3), labels (N,), and classes or a classes.txt beside it)"
             )
-        points, labels = archive["points"], archive["labels"]
         names = archive["names"] if "names" in archive.files else None
         classes = archive["classes"].tolist() if "classes" in archive.files else None
-    if classes is None:
-        classes = _read_lines(path.parent / CLASSES_FILE, f"class names for {path.name} (no 'classes' array)")
-    return ArrayPointCloudDataset(
-        points, labels, classes, names=names, layout="npz", source=str(path), **opts.as_kwargs()
-    )
+        return archive["points"], archive["labels"], names, classes
 
 
 def _open_npz_folder(root: Path, split: str, opts: _Options) -> PointCloudDataset:

@@ -139,6 +139,17 @@ def test_npz_errors(tmp_path, arrays, message):
         open_dataset(tmp_path / "bad.npz", num_points=None)
 
 
+def test_unreadable_npz_files_raise_dataset_errors(tmp_path):
+    good = _write_npz(tmp_path / "good.npz", _clouds(), _labels(), classes=np.array(list("abc")))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "truncated.npz").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "text.npz").write_text("points,labels\n1,2\n")
+    np.savez(tmp_path / "pickled.npz", points=np.array([object()] * 2), labels=_labels(2))
+    for name in ("empty", "truncated", "text", "pickled"):
+        with pytest.raises(DatasetError, match=rf"{name}\.npz: not a readable \.npz archive"):
+            open_dataset(tmp_path / f"{name}.npz", num_points=None)
+
+
 def test_nan_points_are_refused(tmp_path):
     raw = _clouds()
     raw[3, 5, 1] = np.nan
