@@ -35,7 +35,8 @@ from torch import Tensor, nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from i2pmae.model import I2PMAE, I2PMAEConfig, load_config  # noqa: E402
+from i2pmae.config import I2PMAEConfig, load_config  # noqa: E402
+from i2pmae.model import I2PMAE  # noqa: E402
 from i2pmae.teachers import Teacher, compute_teacher_maps  # noqa: E402
 
 TINY = REPO / "configs" / "pretrain" / "tiny.yaml"

@@ -31,8 +31,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .config import I2PMAEConfig
 from .layers import load_state_strict
-from .model import I2PMAE, I2PMAEConfig, PointClassifier
+from .model import I2PMAE, PointClassifier
 
 __all__ = [
     "CheckpointError",

@@ -148,7 +148,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def _train_setup(args: argparse.Namespace, kind: str):
     import yaml
 
-    from .train import load_run_config
+    from .config import load_run_config
 
     with open(args.config, encoding="utf-8") as handle:
         document = yaml.safe_load(handle) or {}
@@ -497,7 +497,7 @@ def cmd_checkpoint_convert(args: argparse.Namespace) -> int:
     import yaml
 
     from .checkpoints import convert_official_checkpoint
-    from .train import load_run_config
+    from .config import load_run_config
 
     with open(args.config, encoding="utf-8") as handle:
         document = yaml.safe_load(handle) or {}

@@ -21,11 +21,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from .geometry import Hierarchy, gather, knn
+from .geometry import gather, knn
 
-# Level-0 mini-PointNet widths of the official code: Conv 3->128, BN, ReLU, ->256; max; concat -> 512;
-# Conv 512->512, BN, ReLU, ->C_0.
-PAPER_POINT_EMBED_WIDTHS = (128, 256, 512)
 POINT_CHANNELS = 3  # xyz
 INTERP_NEIGHBORS = 3  # decoder upsampling: inverse-distance weights over the 3 nearest coarser tokens
 INTERP_EPS = 1e-8  # official constant in 1 / (d^2 + eps)
@@ -228,84 +225,6 @@ def attention_mask(valid: Tensor, centers: Tensor, radius: float) -> Tensor | No
         near = torch.cdist(centers, centers) < radius  # (B, L, L)
         allowed = allowed & (near | ~valid.unsqueeze(2))  # (B, L, L)
     return allowed.unsqueeze(1)  # (B, 1, L or 1, L)
-
-
-class HierarchicalEncoder(nn.Module):
-    """Multi-level token encoder over a :class:`~i2pmae.geometry.Hierarchy` (official ``H_Encoder``).
-
-    Level 0 embeds xyz offsets with a mini-PointNet of ``point_embed_widths``; level s >= 1 merges the level
-    s-1 tokens at its kNN. Per level: positional MLP added before every block, ``depths[s]`` blocks over the
-    visible tokens, one LayerNorm. ``drop_path`` is the last rate of a linspace over all blocks.
-    """
-
-    def __init__(
-        self,
-        *,
-        dims: Sequence[int],
-        depths: Sequence[int],
-        heads: Sequence[int],
-        point_embed_widths: Sequence[int] = PAPER_POINT_EMBED_WIDTHS,
-        drop_path: float = 0.0,
-        local_radius: Sequence[float],
-    ) -> None:
-        super().__init__()
-        in_dims = (POINT_CHANNELS, *dims[:-1])
-        self.local_radius = tuple(local_radius)
-        self.token_embed = nn.ModuleList(
-            TokenEmbed(
-                in_channels=c_in, out_channels=c, widths=token_embed_widths(s, c_in, c, point_embed_widths)
-            )
-            for s, (c_in, c) in enumerate(zip(in_dims, dims, strict=True))
-        )
-        self.encoder_pos_embeds = nn.ModuleList(positional_mlp(c) for c in dims)
-        rates = drop_path_rates(drop_path, depths)
-        self.encoder_blocks = nn.ModuleList(
-            TransformerStage(dim=c, depth=depth, num_heads=num_heads, drop_path=rate)
-            for c, depth, num_heads, rate in zip(dims, depths, heads, rates, strict=True)
-        )
-        self.encoder_norms = nn.ModuleList(nn.LayerNorm(c) for c in dims)
-
-    def forward(
-        self, points: Tensor, hierarchy: Hierarchy, masks: list[Tensor] | None = None
-    ) -> list[Tensor]:
-        """Encode every level.
-
-        Args:
-            points: (B, N, 3) the cloud the hierarchy was built on.
-            hierarchy: centres and neighbourhoods per level.
-            masks: per level (B, G_s) bool, True = masked; None = every token visible.
-
-        Returns:
-            Per level (B, G_s, C_s), layer-normed, zeros at masked tokens.
-        """
-        groups = gather(points, hierarchy.neighbor_idx[0])  # (B, G_0, K_0, 3)
-        groups = groups - hierarchy.centers[0].unsqueeze(2)
-        outputs = []
-        for level, centers in enumerate(hierarchy.centers):
-            tokens = self.token_embed[level](groups)  # (B, G_s, C_s)
-            mask = masks[level] if masks is not None else tokens.new_zeros(tokens.shape[:2], dtype=torch.bool)
-            merged, normed = self._encode_level(level, tokens, centers, mask)
-            outputs.append(normed)
-            if level + 1 < len(hierarchy.centers):
-                groups = gather(merged, hierarchy.neighbor_idx[level + 1])  # (B, G_{s+1}, K_{s+1}, C_s)
-        return outputs
-
-    def _encode_level(
-        self, level: int, tokens: Tensor, centers: Tensor, mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Transformer over the visible tokens of one level: (B, G, C) tokens, (B, G, 3), (B, G) mask.
-
-        Returns the input of the next level's merge (B, G, C) (block outputs at visible tokens, the embeddings
-        elsewhere, as the official code) and the normed output (B, G, C), zeros at masked tokens.
-        """
-        packed = pack(~mask, what="visible token")
-        x = gather(tokens, packed.index)  # (B, L, C)
-        xyz = gather(centers, packed.index)  # (B, L, 3)
-        attn_mask = attention_mask(packed.valid, xyz, self.local_radius[level])
-        x = self.encoder_blocks[level](x, self.encoder_pos_embeds[level](xyz), attn_mask)  # (B, L, C)
-        num_tokens = tokens.shape[1]
-        merged = torch.where(mask.unsqueeze(-1), tokens, unpack(x, packed, num_tokens))  # (B, G, C)
-        return merged, unpack(self.encoder_norms[level](x), packed, num_tokens)
 
 
 class StateDictMismatchError(ValueError):

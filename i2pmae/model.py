@@ -17,30 +17,30 @@ computed on the canonical (un-augmented) points. Bool masks mean True = masked.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-import yaml
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
+from .config import PAPER_POINT_EMBED_WIDTHS, I2PMAEConfig, get_config
 from .geometry import Hierarchy, build_hierarchy, gather
 from .layers import (
-    PAPER_POINT_EMBED_WIDTHS,
-    HierarchicalEncoder,
+    POINT_CHANNELS,
     PointConv,
-    StateDictMismatchError,
+    TokenEmbed,
     TokenPropagation,
     TransformerStage,
+    attention_mask,
     drop_path_rates,
     interpolate_tokens,
     load_state_strict,
     pack,
     positional_mlp,
+    token_embed_widths,
+    unpack,
 )
 from .losses import chamfer_l2, feature_loss
 from .masking import guided_mask, propagate_mask, random_mask
@@ -52,192 +52,18 @@ __all__ = [
     "EncoderOutput",
     "HierarchicalEncoder",
     "I2PMAE",
-    "I2PMAEConfig",
     "PointClassifier",
     "PretrainOutput",
     "Reconstruction",
-    "StateDictMismatchError",
-    "load_config",
-    "load_state_strict",
+    "create_model",
     "pool_tokens",
 ]
 
-TEACHER_DIMS = {"efficientnet-lite0": 112, "clip-vit-b16": 512}  # channels of the 14x14 feature map
-MASKING_MODES = ("guided", "random")
 POOLING_MODES = ("max", "meanmax")
 INIT_STD = 0.02  # trunc-normal std of every Linear / Conv1d weight and the mask token (official)
 HEAD_HIDDEN = 256  # classification head MLP width (official)
 HEAD_DROPOUT = 0.5
-_INT_TUPLE_FIELDS = (
-    "num_centers group_sizes point_embed_widths encoder_dims encoder_depths encoder_heads "
-    "decoder_dims decoder_depths decoder_heads"
-).split()
-_RADIUS_FIELDS = ("local_radius", "classifier_local_radius")
-_PER_LEVEL_FIELDS = (
-    "group_sizes encoder_dims encoder_depths encoder_heads local_radius classifier_local_radius".split()
-)
 
-
-@dataclass(frozen=True)
-class I2PMAEConfig:
-    """Everything the paper varies. Defaults are the paper's pre-training model with the CLIP teacher."""
-
-    num_points: int = 2048  # points per cloud fed by the data pipeline
-    num_centers: tuple[int, ...] = (512, 256, 64)  # G_s per level, finest first
-    group_sizes: tuple[int, ...] = (16, 8, 8)  # K_s per level
-    point_embed_widths: tuple[int, ...] = PAPER_POINT_EMBED_WIDTHS  # level-0 mini-PointNet hidden widths
-    encoder_dims: tuple[int, ...] = (96, 192, 384)
-    encoder_depths: tuple[int, ...] = (5, 5, 5)
-    encoder_heads: tuple[int, ...] = (6, 6, 6)
-    decoder_dims: tuple[int, ...] = (384, 192)  # stage 0 at the top level, then one stage per finer level
-    decoder_depths: tuple[int, ...] = (1, 1)
-    decoder_heads: tuple[int, ...] = (6, 6)
-    decoder_up_blocks: int = 1  # residual conv blocks after each skip fusion
-    local_radius: tuple[float, ...] = (0.0, 0.0, 0.0)  # pre-training: local attention off (0 = off)
-    classifier_local_radius: tuple[float, ...] = (0.24, 0.48, 0.96)  # official ModelNet40 fine-tuning
-    drop_path: float = 0.1  # max stochastic-depth rate, linspace over all encoder (and decoder) blocks
-    mask_ratio: float = 0.8
-    masking: str = "guided"  # "guided" (I2P-MAE) or "random" (Point-M2AE)
-    temperature: float = 1.0  # tau in softmax(saliency / tau); 1 is the official behaviour, inf = random
-    target_2d: bool = True  # 2D-semantic reconstruction of visible tokens (False = Point-M2AE, no head)
-    loss_weight_3d: float = 1.0
-    loss_weight_2d: float = 1.0
-    num_pred_points: int | None = None  # 3D head outputs per token; None = K_h (Point-M2AE: 16)
-    teacher: str = "clip-vit-b16"
-    teacher_dim: int = 512  # teacher feature channels C
-    num_views: int = 3
-
-    def __post_init__(self) -> None:
-        for name in (*_INT_TUPLE_FIELDS, *_RADIUS_FIELDS):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in _INT_TUPLE_FIELDS:
-            values = getattr(self, name)
-            _require(
-                all(isinstance(v, int) and v > 0 for v in values), f"{name}: need positive ints, got {values}"
-            )
-        for name in ("num_points", "decoder_up_blocks", "teacher_dim", "num_views"):
-            value = getattr(self, name)
-            _require(
-                isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}"
-            )
-        self._check_levels()
-        self._check_decoder()
-        self._check_objective()
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.num_centers)
-
-    @property
-    def head_level(self) -> int:
-        """Level the decoder ends at and the heads predict from (1 in the paper)."""
-        return self.num_levels - len(self.decoder_dims)
-
-    @property
-    def pred_points(self) -> int:
-        return self.num_pred_points or self.group_sizes[self.head_level]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON/YAML-ready dict (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> I2PMAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown model config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-            )
-        return cls(**values)
-
-    def _check_levels(self) -> None:
-        levels = self.num_levels
-        _require(levels >= 2, f"need at least 2 levels, got num_centers={self.num_centers}")
-        for name in _PER_LEVEL_FIELDS:
-            _require(
-                len(getattr(self, name)) == levels,
-                f"{name} needs one entry per level ({levels}), got {getattr(self, name)}",
-            )
-        _require(
-            all(a > b for a, b in zip(self.num_centers, self.num_centers[1:], strict=False)),
-            f"num_centers must decrease from the finest level, got {self.num_centers}",
-        )
-        sources = (self.num_points, *self.num_centers[:-1])  # what each level's centres are sampled from
-        for level, (centers, k, source) in enumerate(
-            zip(self.num_centers, self.group_sizes, sources, strict=True)
-        ):
-            _require(
-                centers <= source and k <= source,
-                f"level {level}: {centers} centres with k={k} neighbours need at most {source} candidates",
-            )
-        for level, (dim, heads) in enumerate(zip(self.encoder_dims, self.encoder_heads, strict=True)):
-            _require(dim % heads == 0, f"encoder level {level}: dim {dim} not divisible by {heads} heads")
-        _require(
-            len(self.point_embed_widths) == 3,
-            f"point_embed_widths needs 3 widths (hidden, mid, hidden2), got {self.point_embed_widths}",
-        )
-        _require(
-            all(r >= 0 for r in self.local_radius + self.classifier_local_radius),
-            "local radii must be >= 0 (0 disables local attention)",
-        )
-
-    def _check_decoder(self) -> None:
-        stages = len(self.decoder_dims)
-        _require(
-            len(self.decoder_depths) == stages and len(self.decoder_heads) == stages,
-            "decoder_dims, decoder_depths and decoder_heads need the same length",
-        )
-        _require(
-            1 <= stages < self.num_levels,
-            f"the decoder needs 1 to {self.num_levels - 1} stages (the heads predict the next finer "
-            f"level's centres), got {stages}",
-        )
-        _require(
-            self.decoder_dims[0] == self.encoder_dims[-1],
-            f"decoder_dims[0] ({self.decoder_dims[0]}) must equal the top encoder dim "
-            f"({self.encoder_dims[-1]}): visible top tokens enter the decoder as they are",
-        )
-        for stage, (dim, heads) in enumerate(zip(self.decoder_dims, self.decoder_heads, strict=True)):
-            _require(dim % heads == 0, f"decoder stage {stage}: dim {dim} not divisible by {heads} heads")
-
-    def _check_objective(self) -> None:
-        _require(0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        _require(
-            int(self.mask_ratio * self.num_centers[-1]) >= 1,
-            f"mask_ratio {self.mask_ratio} masks no token of {self.num_centers[-1]}",
-        )
-        _require(
-            self.masking in MASKING_MODES, f"masking must be one of {MASKING_MODES}, got {self.masking!r}"
-        )
-        _require(self.temperature > 0, f"temperature must be > 0 (inf = uniform), got {self.temperature}")
-        _require(0 <= self.drop_path < 1, f"drop_path must be in [0, 1), got {self.drop_path}")
-        _require(self.loss_weight_3d >= 0 and self.loss_weight_2d >= 0, "loss weights must be >= 0")
-        _require(self.num_pred_points is None or self.num_pred_points > 0, "num_pred_points must be positive")
-        known_dim = TEACHER_DIMS.get(self.teacher)
-        _require(
-            known_dim is None or known_dim == self.teacher_dim,
-            f"teacher {self.teacher!r} has {known_dim} feature channels, config says {self.teacher_dim}",
-        )
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def load_config(source: str | os.PathLike | Mapping[str, Any], **overrides: Any) -> I2PMAEConfig:
-    """Model config from a YAML file or a dict (its ``model:`` section if present), then ``overrides``."""
-    if isinstance(source, Mapping):
-        document: Any = dict(source)
-    else:
-        with open(source, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
-        if not isinstance(document, Mapping):
-            raise ValueError(f"{os.fspath(source)}: expected a YAML mapping, got {type(document).__name__}")
-    values = dict(document.get("model", document))
-    values.update(overrides)
-    return I2PMAEConfig.from_dict(values)
 
 
 def pool_tokens(tokens: Tensor, pool: str = "max") -> Tensor:
@@ -262,6 +88,84 @@ def _init_module(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm | nn.BatchNorm1d):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+class HierarchicalEncoder(nn.Module):
+    """Multi-level token encoder over a :class:`~i2pmae.geometry.Hierarchy` (official ``H_Encoder``).
+
+    Level 0 embeds xyz offsets with a mini-PointNet of ``point_embed_widths``; level s >= 1 merges the level
+    s-1 tokens at its kNN. Per level: positional MLP added before every block, ``depths[s]`` blocks over the
+    visible tokens, one LayerNorm. ``drop_path`` is the last rate of a linspace over all blocks.
+    """
+
+    def __init__(
+        self,
+        *,
+        dims: Sequence[int],
+        depths: Sequence[int],
+        heads: Sequence[int],
+        point_embed_widths: Sequence[int] = PAPER_POINT_EMBED_WIDTHS,
+        drop_path: float = 0.0,
+        local_radius: Sequence[float],
+    ) -> None:
+        super().__init__()
+        in_dims = (POINT_CHANNELS, *dims[:-1])
+        self.local_radius = tuple(local_radius)
+        self.token_embed = nn.ModuleList(
+            TokenEmbed(
+                in_channels=c_in, out_channels=c, widths=token_embed_widths(s, c_in, c, point_embed_widths)
+            )
+            for s, (c_in, c) in enumerate(zip(in_dims, dims, strict=True))
+        )
+        self.encoder_pos_embeds = nn.ModuleList(positional_mlp(c) for c in dims)
+        rates = drop_path_rates(drop_path, depths)
+        self.encoder_blocks = nn.ModuleList(
+            TransformerStage(dim=c, depth=depth, num_heads=num_heads, drop_path=rate)
+            for c, depth, num_heads, rate in zip(dims, depths, heads, rates, strict=True)
+        )
+        self.encoder_norms = nn.ModuleList(nn.LayerNorm(c) for c in dims)
+
+    def forward(
+        self, points: Tensor, hierarchy: Hierarchy, masks: list[Tensor] | None = None
+    ) -> list[Tensor]:
+        """Encode every level.
+
+        Args:
+            points: (B, N, 3) the cloud the hierarchy was built on.
+            hierarchy: centres and neighbourhoods per level.
+            masks: per level (B, G_s) bool, True = masked; None = every token visible.
+
+        Returns:
+            Per level (B, G_s, C_s), layer-normed, zeros at masked tokens.
+        """
+        groups = gather(points, hierarchy.neighbor_idx[0])  # (B, G_0, K_0, 3)
+        groups = groups - hierarchy.centers[0].unsqueeze(2)
+        outputs = []
+        for level, centers in enumerate(hierarchy.centers):
+            tokens = self.token_embed[level](groups)  # (B, G_s, C_s)
+            mask = masks[level] if masks is not None else tokens.new_zeros(tokens.shape[:2], dtype=torch.bool)
+            merged, normed = self._encode_level(level, tokens, centers, mask)
+            outputs.append(normed)
+            if level + 1 < len(hierarchy.centers):
+                groups = gather(merged, hierarchy.neighbor_idx[level + 1])  # (B, G_{s+1}, K_{s+1}, C_s)
+        return outputs
+
+    def _encode_level(
+        self, level: int, tokens: Tensor, centers: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Transformer over the visible tokens of one level: (B, G, C) tokens, (B, G, 3), (B, G) mask.
+
+        Returns the input of the next level's merge (B, G, C) (block outputs at visible tokens, the embeddings
+        elsewhere, as the official code) and the normed output (B, G, C), zeros at masked tokens.
+        """
+        packed = pack(~mask, what="visible token")
+        x = gather(tokens, packed.index)  # (B, L, C)
+        xyz = gather(centers, packed.index)  # (B, L, 3)
+        attn_mask = attention_mask(packed.valid, xyz, self.local_radius[level])
+        x = self.encoder_blocks[level](x, self.encoder_pos_embeds[level](xyz), attn_mask)  # (B, L, C)
+        num_tokens = tokens.shape[1]
+        merged = torch.where(mask.unsqueeze(-1), tokens, unpack(x, packed, num_tokens))  # (B, G, C)
+        return merged, unpack(self.encoder_norms[level](x), packed, num_tokens)
 
 
 def _build_encoder(cfg: I2PMAEConfig, local_radius: tuple[float, ...]) -> HierarchicalEncoder:
@@ -654,3 +558,9 @@ class PointClassifier(_EncoderFeatures, nn.Module):
         prefix = "h_encoder."
         encoder_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         load_state_strict(self.h_encoder, encoder_state, prefix)
+
+
+def create_model(variant: str, **overrides: Any) -> I2PMAE:
+    """A freshly initialised :class:`I2PMAE` of a registered variant (``paper``, ``tiny``), like timm's
+    ``create_model``: ``overrides`` edit the variant's config (e.g. ``masking="random"``)."""
+    return I2PMAE(get_config(variant, **overrides))

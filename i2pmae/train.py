@@ -41,7 +41,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,9 @@ import yaml
 from torch import Tensor, nn
 
 from . import dist
+from .config import I2PMAEConfig, TrainConfig
 from .data import PointCloudDataset, ScaleAndTranslate, open_dataset, split_train_val
-from .model import I2PMAE, I2PMAEConfig, PointClassifier, load_config
+from .model import I2PMAE, PointClassifier
 
 log = logging.getLogger("i2pmae.train")
 
@@ -70,136 +71,6 @@ ADAMW_BETAS = (0.9, 0.999)
 LOSS_TERMS = ("loss", "loss_3d", "loss_2d")  # PretrainOutput fields logged every step
 SEED_STREAMS = {"augment": 1, "mask": 2, "loader": 3}  # per-process streams (the loader's: + epoch)
 RESUME_MUTABLE = ("max_steps", "log_every", "num_workers", "progress", "save_every")  # may change on resume
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and bookkeeping (the ``train:`` section of a config file). Paper values by default.
-
-    ``batch_size`` is per process; the effective batch is ``batch_size * world_size``.
-    """
-
-    epochs: int = 300
-    warmup_epochs: float = 10.0
-    batch_size: int = 64
-    lr: float = 1e-3
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    seed: int = 0
-    max_steps: int | None = None  # stop after this many optimiser steps (the schedule still follows epochs)
-    save_every: int = 0  # also save the training state every this many steps (0 = at epoch ends only)
-    log_every: int = 10
-    num_workers: int = 0
-    sampling: str = "first"  # data sub-sampling (see i2pmae.data)
-    augment: bool = True  # scale U(2/3, 3/2) and translate U(-0.2, 0.2) per axis
-    teacher_weights: str | None = None  # local weights file of the teacher
-    teacher_cache: bool = True
-    cache_dir: str | None = None  # default: <out>/teacher_cache
-    device: str | None = None  # None: a GPU when visible, else the CPU
-    progress: bool = True
-    # fine-tuning only
-    label_smoothing: float = 0.2
-    val_fraction: float = 0.1
-    votes: int = 1  # test-time voting passes when evaluating a fine-tuned model
-
-    def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "log_every", "votes")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"train.max_steps must be positive or null, got {self.max_steps}")
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ValueError(f"train.warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
-        if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"need 0 <= train.min_lr <= train.lr, got {self.min_lr} and {self.lr}")
-        if self.weight_decay < 0 or self.save_every < 0 or self.num_workers < 0:
-            raise ValueError("train.weight_decay, save_every and num_workers must be >= 0")
-        if not 0 <= self.label_smoothing < 1 or not 0 < self.val_fraction < 1:
-            raise ValueError("train.label_smoothing must be in [0, 1) and val_fraction in (0, 1)")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(
-                f"unknown train config keys: {', '.join(unknown)} (known: {', '.join(sorted(fields))})"
-            )
-        return cls(**{k: _as_float(k, v) if fields[k].startswith("float") else v for k, v in values.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _as_float(name: str, value: Any) -> Any:
-    """Float fields accept ``5e-4`` written in YAML (read as text by YAML 1.1) and integers."""
-    if value is None or isinstance(value, float):
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"train.{name} must be a number, got {value!r}") from None
-
-
-# --------------------------------------------------------------------------------------------- configs
-def load_run_config(
-    path: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] = ()
-) -> tuple[I2PMAEConfig, TrainConfig]:
-    """Model and train configs from a YAML file (``model:`` and ``train:`` sections) and overrides.
-
-    An override is ``key=value``; the key is ``model.<field>``, ``train.<field>`` or a bare field name
-    found in exactly one section;
-    the value is parsed as YAML (``lr=5e-4``, ``encoder_dims=[32,64,128]``, ``grad_clip=null``).
-    """
-    if isinstance(path, Mapping):
-        document = dict(path)
-    else:
-        with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle) or {}
-        if not isinstance(document, Mapping):
-            raise ValueError(f"{os.fspath(path)}: expected a YAML mapping with model: and train: sections")
-    unknown = sorted(set(document) - {"model", "train"})
-    if unknown:
-        raise ValueError(f"unknown config sections: {', '.join(unknown)} (expected model: and train:)")
-    sections = {"model": dict(document.get("model") or {}), "train": dict(document.get("train") or {})}
-    fields = {
-        "model": {f.name for f in dataclasses.fields(I2PMAEConfig)},
-        "train": {f.name for f in dataclasses.fields(TrainConfig)},
-    }
-    for item in overrides:
-        section, key, value = _parse_override(item, fields)
-        sections[section][key] = value
-    return load_config(sections["model"]), TrainConfig.from_dict(sections["train"])
-
-
-def _parse_override(item: str, fields: Mapping[str, set[str]]) -> tuple[str, str, Any]:
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise ValueError(f"override {item!r} is not key=value")
-    section, dot, name = key.partition(".")
-    if dot:
-        if section not in fields or name not in fields[section]:
-            raise ValueError(f"unknown config key {key!r}")
-    else:
-        owners = [s for s, names in fields.items() if key in names]
-        if len(owners) != 1:
-            raise ValueError(f"unknown config key {key!r}" if not owners else
-                             f"{key!r} is in both sections: write model.{key} or train.{key}")
-        section, name = owners[0], key
-    return section, name, _parse_value(raw)
-
-
-def _parse_value(raw: str) -> Any:
-    """YAML value, with numbers in exponent form (``5e-4``, which YAML 1.1 reads as text) as floats."""
-    value = yaml.safe_load(raw)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _config_document(model_cfg: I2PMAEConfig, train_cfg: TrainConfig, data: str, kind: str) -> dict:

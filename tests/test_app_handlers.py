@@ -233,7 +233,8 @@ def write_small_support(path: Path) -> Path:
 
 def tiny_model(num_centers=(256, 128, 32), num_points=1024):
     """A small randomly initialised I2PMAE, tokenised like the CPU-sized shipped model by default."""
-    from i2pmae.model import I2PMAE, I2PMAEConfig
+    from i2pmae.config import I2PMAEConfig
+    from i2pmae.model import I2PMAE
 
     torch.manual_seed(0)
     cfg = I2PMAEConfig(num_points=num_points, num_centers=num_centers, encoder_dims=(24, 48, 96),

@@ -21,8 +21,10 @@ from i2pmae.checkpoints import (
     save_checkpoint,
     save_safetensors_atomic,
 )
+from i2pmae.config import I2PMAEConfig
+from i2pmae.layers import StateDictMismatchError
 from i2pmae.masking import random_mask
-from i2pmae.model import I2PMAE, I2PMAEConfig, PointClassifier, StateDictMismatchError
+from i2pmae.model import I2PMAE, PointClassifier
 
 SMALL = I2PMAEConfig(
     num_points=128,

@@ -31,10 +31,11 @@ def worker(data: str, out: str) -> None:
 
     from i2pmae import dist
     from i2pmae import train as tr
+    from i2pmae.config import load_run_config
 
     torch.set_num_threads(1)
     tr._load_teacher = lambda *args, **kwargs: FakeTeacher()
-    model_cfg, train_cfg = tr.load_run_config(micro_config(model=GUIDED, train={"epochs": 2}))
+    model_cfg, train_cfg = load_run_config(micro_config(model=GUIDED, train={"epochs": 2}))
     captured = {}
     real_save = tr._Loop.save
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from i2pmae.cli import DEFAULT_CHECKPOINT, main
+from i2pmae.config import load_config
 from i2pmae.explore import (
     MaskPair,
     ShapeAnalysis,
@@ -20,7 +21,7 @@ from i2pmae.explore import (
 from i2pmae.geometry import build_hierarchy
 from i2pmae.io import load_points
 from i2pmae.masking import num_visible
-from i2pmae.model import I2PMAE, load_config
+from i2pmae.model import I2PMAE
 from i2pmae.teachers import load_teacher
 
 CENTERS, GROUPS = (128, 64, 16), (16, 8, 8)

@@ -9,17 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from i2pmae.config import I2PMAEConfig, load_config
 from i2pmae.geometry import build_hierarchy, gather
-from i2pmae.layers import attention_mask, interpolate_tokens, pack, unpack
+from i2pmae.layers import StateDictMismatchError, attention_mask, interpolate_tokens, pack, unpack
 from i2pmae.masking import propagate_mask, random_mask
-from i2pmae.model import (
-    I2PMAE,
-    I2PMAEConfig,
-    PointClassifier,
-    StateDictMismatchError,
-    load_config,
-    pool_tokens,
-)
+from i2pmae.model import I2PMAE, PointClassifier, pool_tokens
 from i2pmae.teachers import Teacher, compute_teacher_maps
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "pretrain")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from i2pmae import train as tr
+from i2pmae.config import load_run_config
 from i2pmae.data import save_npz
 from i2pmae.model import I2PMAE
 from i2pmae.teachers import Teacher
@@ -62,13 +63,13 @@ def _one_thread():
 
 
 def run_pretrain(tmp_path, name, data, *, model=None, train=None, resume=False):
-    model_cfg, train_cfg = tr.load_run_config(micro_config(model, train))
+    model_cfg, train_cfg = load_run_config(micro_config(model, train))
     return tr.pretrain(model_cfg, train_cfg, data, tmp_path / name, resume=resume)
 
 
 # --------------------------------------------------------------------------------------------- optimiser
 def test_param_groups_follow_the_paper():
-    model_cfg, _ = tr.load_run_config(micro_config(model={"target_2d": True}))
+    model_cfg, _ = load_run_config(micro_config(model={"target_2d": True}))
     model = I2PMAE(model_cfg)
     decay, no_decay = tr.param_groups(model, 0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
@@ -95,21 +96,21 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 def test_config_overrides_and_errors():
-    model_cfg, train_cfg = tr.load_run_config(
+    model_cfg, train_cfg = load_run_config(
         micro_config(), ["lr=5e-4", "model.masking=guided", "encoder_depths=[2,1,1]", "train.grad_clip=null"]
     )
     assert train_cfg.lr == 5e-4 and train_cfg.grad_clip is None
     assert model_cfg.masking == "guided" and model_cfg.encoder_depths == (2, 1, 1)
     with pytest.raises(ValueError, match="unknown config key 'nope'"):
-        tr.load_run_config(micro_config(), ["nope=1"])
+        load_run_config(micro_config(), ["nope=1"])
     with pytest.raises(ValueError, match="not key=value"):
-        tr.load_run_config(micro_config(), ["lr"])
+        load_run_config(micro_config(), ["lr"])
     with pytest.raises(ValueError, match="unknown train config keys: bogus"):
-        tr.load_run_config(micro_config(train={"bogus": 1}))
+        load_run_config(micro_config(train={"bogus": 1}))
     with pytest.raises(ValueError, match="unknown config sections"):
-        tr.load_run_config({**micro_config(), "optim": {}})
+        load_run_config({**micro_config(), "optim": {}})
     with pytest.raises(ValueError, match="warmup_epochs"):
-        tr.load_run_config(micro_config(train={"warmup_epochs": 9}))
+        load_run_config(micro_config(train={"warmup_epochs": 9}))
 
 
 # --------------------------------------------------------------------------------------------- loops
@@ -191,7 +192,7 @@ def test_tiny_pretraining_lowers_the_loss(tmp_path):
     result = run_pretrain(tmp_path, "run", data, train={"epochs": 20, "warmup_epochs": 2, "lr": 3e-3})
     assert len(tr.read_log(tmp_path / "run")) == 40
     trained, _ = load_checkpoint(result.checkpoint)
-    untrained = I2PMAE(tr.load_run_config(micro_config())[0])
+    untrained = I2PMAE(load_run_config(micro_config())[0])
     assert _fixed_mask_loss(trained, data) < 0.9 * _fixed_mask_loss(untrained, data)  # measured: 0.84
 
 
@@ -287,7 +288,7 @@ def test_finetune_selects_on_validation_only(tmp_path):
     data = write_data(tmp_path / "d.npz", num_shapes=30)
     pre = run_pretrain(tmp_path, "pre", data, train={"epochs": 1})
     config = micro_config(train={"epochs": 2, "val_fraction": 0.2, "votes": 2})
-    model_cfg, train_cfg = tr.load_run_config(config)
+    model_cfg, train_cfg = load_run_config(config)
     result = tr.finetune(model_cfg, train_cfg, data, tmp_path / "ft", pretrained=pre.checkpoint)
     info = checkpoint_info(result.checkpoint)
     meta = info["metadata"]
