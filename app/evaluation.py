@@ -1,8 +1,9 @@
 """Classification and few-shot episodes on frozen features of the shipped checkpoint (no Gradio here).
 
-Features are the max-pooled top-level tokens (``I2PMAE.extract_features``) of 1024-point clouds, the
-size of the bundled support shapes. The ModelNet10 classifier is the linear probe shipped beside the
-checkpoint when there is one, else a probe fitted once on the bundled support shapes (train split).
+Features are the max-pooled top-level tokens (``I2PMAE.extract_features``) of clouds of the checkpoint's
+``num_points`` (1024 for the shipped one, the size of the bundled support shapes). The ModelNet10 classifier
+is the linear probe beside the checkpoint (``i2pmae.evaluate.probe_path``, as ``i2pmae classify`` finds it)
+when there is one, else a probe fitted once on the bundled support shapes (train split).
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from i2pmae.evaluate import (
     few_shot_eval,
     fit_linear_probe,
     load_probe,
+    probe_path,
 )
 
-from .resources import InvalidInput, Unavailable, get_model, locked_cache, probe_path
+from .resources import InvalidInput, Unavailable, get_model, locked_cache
 from .shapes import load_shape
 from .support_set import support_set
 
-FEATURE_POINTS = 1024  # points per cloud of the bundled support shapes
 FEATURE_SEED = 0
 MIN_SHOTS = 2  # the probe picks its regularisation by cross-validation, which needs 2 shapes per class
 MAX_SHOTS = 10
@@ -56,9 +57,9 @@ def support_features() -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 @torch.no_grad()
 def shape_features(paths: Sequence[str | os.PathLike]) -> np.ndarray:
-    """Features (n, C) of shape files, each read as a cloud of :data:`FEATURE_POINTS` points."""
+    """Features (n, C) of shape files, each read as a cloud of the model's ``num_points`` points."""
     _, model = get_model()
-    clouds = np.stack([load_shape(p, FEATURE_POINTS, FEATURE_SEED).points for p in paths])  # (n, P, 3)
+    clouds = np.stack([load_shape(p, model.cfg.num_points, FEATURE_SEED).points for p in paths])  # (n, P, 3)
     return model.extract_features(torch.from_numpy(clouds)).numpy()  # (n, C)
 
 
@@ -76,15 +77,21 @@ def _probe(model: nn.Module, shipped: Path | None, support: PointCloudDataset) -
     return probe
 
 
+def shipped_probe(checkpoint: Path) -> Path | None:
+    """The checkpoint's linear probe file (``i2pmae.evaluate.probe_path``) if it exists."""
+    path = probe_path(checkpoint)
+    return path if path.is_file() else None
+
+
 def modelnet_probe() -> LinearProbe:
     """The ModelNet10 linear probe of the checkpoint (shipped beside it, or fitted on the support shapes)."""
     path, model = get_model()
-    return _probe(model, probe_path(path), support_set())
+    return _probe(model, shipped_probe(path), support_set())
 
 
 def probe_description() -> str:
     """Where the ModelNet10 probe comes from, in a few words."""
-    probe, shipped = modelnet_probe(), probe_path(get_model()[0])
+    probe, shipped = modelnet_probe(), shipped_probe(get_model()[0])
     source = (f"shipped probe `{shipped.name}`" if shipped is not None
               else f"fitted on the {len(support_set())} bundled ModelNet10 train shapes")
     cv = probe.info.get("cv_accuracy")

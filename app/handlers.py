@@ -19,7 +19,7 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
-from i2pmae.explore import PAPER_NUM_CENTERS, make_masks, mask_stats
+from i2pmae.explore import EXPLORER_CONFIG, draw_mask_pair, mask_stats, paper_model
 from i2pmae.io import ShapeError
 
 from . import evaluation, figures, reconstruction
@@ -29,13 +29,15 @@ from .resources import DEFAULT_TEACHER, InvalidInput, Unavailable, get_model, ge
 from .shapes import AnalysedShape, analyse, check_file, load_shape
 from .support_set import support_set
 
-LEVEL_CHOICES = tuple(sorted(PAPER_NUM_CENTERS))  # tokens per level: 64 / 256 / 512
-DEFAULT_LEVEL = min(PAPER_NUM_CENTERS)
+LEVEL_CHOICES = tuple(sorted(EXPLORER_CONFIG.num_centers))  # tokens per level: 64 / 256 / 512
+DEFAULT_LEVEL = min(EXPLORER_CONFIG.num_centers)
+DEFAULT_MASK_RATIO = EXPLORER_CONFIG.mask_ratio
 MIN_MASK_RATIO, MAX_MASK_RATIO = 0.05, 0.95
 # tau in [1e-5, 10]; 0 -> tau = 1, the paper's. Token saliency spans ~0.01 (it sums to 1 over the 14 x 14
 # patches of a view), so tau must reach ~1e-5 before softmax(s / tau) picks the most salient tokens greedily.
 MIN_LOG10_TAU, MAX_LOG10_TAU = -5.0, 1.0
-DEFAULT_POINTS = 2048
+DEFAULT_LOG10_TAU = math.log10(EXPLORER_CONFIG.temperature)  # 0: the paper's tau = 1
+DEFAULT_POINTS = EXPLORER_CONFIG.num_points
 DEFAULT_WAYS = 5
 DEFAULT_SHOTS = 5
 MIN_SHOTS, MAX_SHOTS = evaluation.MIN_SHOTS, evaluation.MAX_SHOTS
@@ -76,9 +78,9 @@ def user_errors() -> Iterator[None]:
 
 def level_index(tokens: int) -> int:
     """Index into the hierarchy (level 0 = finest) of the level with ``tokens`` tokens."""
-    if int(tokens) not in PAPER_NUM_CENTERS:
+    if int(tokens) not in EXPLORER_CONFIG.num_centers:
         raise InvalidInput(f"level must be one of {LEVEL_CHOICES} tokens, got {tokens}")
-    return PAPER_NUM_CENTERS.index(int(tokens))
+    return EXPLORER_CONFIG.num_centers.index(int(tokens))
 
 
 def tau_from_log10(log10_tau: float) -> float:
@@ -134,12 +136,12 @@ def mask_panels(result: AnalysedShape, level_tokens: int, mask_ratio: float, log
     """Draw both masks for a cached analysis and build the mask-dependent panels."""
     level = level_index(level_tokens)
     tau = tau_from_log10(log10_tau)
-    masks = make_masks(result.analysis, mask_ratio=check_mask_ratio(mask_ratio), temperature=tau,
-                       seed=int(mask_seed))
     analysis = result.analysis
-    points = analysis.points.cpu().numpy()  # (N, 3)
+    masks = draw_mask_pair(paper_model(), analysis, mask_ratio=check_mask_ratio(mask_ratio), temperature=tau,
+                           seed=int(mask_seed))
+    points = analysis.points[0].cpu().numpy()  # (N, 3)
     centers = analysis.hierarchy.centers[level][0].cpu().numpy()  # (G_s, 3)
-    saliency = analysis.token_saliency[level].cpu().numpy()  # (G_s,)
+    saliency = analysis.token_saliency[level][0].cpu().numpy()  # (G_s,)
     stats = mask_stats(analysis, masks, level)
     random_mask, guided_mask = (m[level].cpu().numpy() for m in (masks.random, masks.guided))
     titles = [f"random: {stats['visible_random']:.0f} visible",
@@ -153,8 +155,8 @@ def mask_panels(result: AnalysedShape, level_tokens: int, mask_ratio: float, log
 
 
 def explore(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
-            teacher: str = DEFAULT_TEACHER, level_tokens: int = DEFAULT_LEVEL, mask_ratio: float = 0.8,
-            log10_tau: float = 0.0, mask_seed: int = 0,
+            teacher: str = DEFAULT_TEACHER, level_tokens: int = DEFAULT_LEVEL,
+            mask_ratio: float = DEFAULT_MASK_RATIO, log10_tau: float = DEFAULT_LOG10_TAU, mask_seed: int = 0,
             progress: gr.Progress = gr.Progress()) -> ExploreResult:  # noqa: B008
     """Analyse one shape (cached) and build every analysis panel."""
     with user_errors():
@@ -162,8 +164,8 @@ def explore(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int 
         result = analyse(shape_file, num_points, seed, teacher)
         progress(0.7, desc="drawing masks and figures")
         analysis = result.analysis
-        depth = analysis.maps.views.depth[0].cpu().numpy()  # (V, H, W)
-        saliency = analysis.maps.saliency[0].cpu().numpy()  # (V, h, w)
+        depth = analysis.teacher_maps.views.depth[0].cpu().numpy()  # (V, H, W)
+        saliency = analysis.teacher_maps.saliency[0].cpu().numpy()  # (V, h, w)
         masked = mask_panels(result, level_tokens, mask_ratio, log10_tau, mask_seed)
     return ExploreResult(
         summary=_summary(result),
@@ -176,8 +178,8 @@ def explore(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int 
 
 
 def reconstruct(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
-                teacher: str = DEFAULT_TEACHER, mask_ratio: float = 0.8, log10_tau: float = 0.0,
-                mask_seed: int = 0) -> tuple[go.Figure, str]:
+                teacher: str = DEFAULT_TEACHER, mask_ratio: float = DEFAULT_MASK_RATIO,
+                log10_tau: float = DEFAULT_LOG10_TAU, mask_seed: int = 0) -> tuple[go.Figure, str]:
     """The reconstruction panel under both masks (cached), or a message saying what is missing."""
     try:
         checkpoint, model = get_model()
@@ -193,8 +195,9 @@ def reconstruct(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: 
 
 
 def remask(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
-           teacher: str = DEFAULT_TEACHER, level_tokens: int = DEFAULT_LEVEL, mask_ratio: float = 0.8,
-           log10_tau: float = 0.0, mask_seed: int = 0) -> MaskResult:
+           teacher: str = DEFAULT_TEACHER, level_tokens: int = DEFAULT_LEVEL,
+           mask_ratio: float = DEFAULT_MASK_RATIO, log10_tau: float = DEFAULT_LOG10_TAU,
+           mask_seed: int = 0) -> MaskResult:
     """Redraw the masks after a slider move; the analysis comes from the cache."""
     with user_errors():
         return mask_panels(analyse(shape_file, num_points, seed, teacher), level_tokens, mask_ratio,

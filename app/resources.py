@@ -1,4 +1,4 @@
-"""Lazily loaded, process-wide resources: teachers, the shipped checkpoint and linear probe.
+"""Lazily loaded, process-wide resources: teachers and the shipped checkpoint.
 
 Each loader runs once per process (under a lock) and is then shared by every request. What may be
 missing on a given machine (CLIP weights, the checkpoint) raises :class:`Unavailable` with a sentence
@@ -14,11 +14,9 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TypeVar
 
-from safetensors import safe_open
 from torch import nn
 
 from i2pmae.checkpoints import CheckpointError, checkpoint_info, load_checkpoint
-from i2pmae.evaluate import PROBE_FORMAT
 from i2pmae.teachers import Teacher, available_teachers, load_teacher
 
 from .paths import CHECKPOINT_DIR
@@ -82,19 +80,6 @@ def checkpoint_path() -> Path | None:
     if override:
         return Path(override) if Path(override).is_file() else None
     return next((p for p in sorted(CHECKPOINT_DIR.glob(CHECKPOINT_PATTERN)) if _is_pretrained_model(p)), None)
-
-
-def probe_path(checkpoint: Path) -> Path | None:
-    """A linear probe (``evaluate.save_probe`` format) shipped beside ``checkpoint``, if any."""
-    return next((p for p in sorted(checkpoint.parent.glob(CHECKPOINT_PATTERN)) if _is_probe(p)), None)
-
-
-def _is_probe(path: Path) -> bool:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return (handle.metadata() or {}).get("format") == PROBE_FORMAT
-    except Exception:  # noqa: BLE001 - safetensors raises its own error types for foreign files
-        return False
 
 
 def missing_checkpoint_message() -> str:

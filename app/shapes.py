@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from i2pmae.explore import ShapeAnalysis, analyse_shape
+from i2pmae.checkpoints import atomic_write
+from i2pmae.explore import analyse_shape, paper_model
 from i2pmae.io import ShapeError, load_points, read_shape
+from i2pmae.model import Analysis
 
 from .cache import LRUCache, file_digest
 from .resources import InvalidInput, get_teacher
@@ -46,11 +48,11 @@ class LoadedShape:
 
 @dataclass
 class AnalysedShape:
-    """A loaded shape with the teacher-dependent analysis (tokens, depth views, saliency)."""
+    """A loaded shape with the teacher-dependent analysis of the paper's model (tokens, maps, saliency)."""
 
     shape: LoadedShape
     teacher: str
-    analysis: ShapeAnalysis
+    analysis: Analysis  # batch of one
     seconds: float
 
 
@@ -97,9 +99,8 @@ def _mesh_file(digest: str, vertices: np.ndarray, faces: np.ndarray) -> str:
     if not path.exists():
         mesh = trimesh.Trimesh(vertices=vertices @ Z_UP_TO_Y_UP.T, faces=faces, process=False)
         mesh.visual.face_colors = MESH_RGBA
-        partial = path.with_suffix(f".{threading.get_ident()}.tmp")
-        partial.write_bytes(mesh.export(file_type="glb"))
-        os.replace(partial, path)  # atomic: a concurrent reader never sees half a file
+        glb = mesh.export(file_type="glb")
+        atomic_write(path, lambda tmp: tmp.write_bytes(glb))  # a concurrent reader never sees half a file
     return str(path)
 
 
@@ -126,7 +127,7 @@ def analyse(path: str | os.PathLike | None, num_points: int, seed: int, teacher:
 
     def compute() -> AnalysedShape:
         start = time.perf_counter()
-        analysis = analyse_shape(shape.points, get_teacher(teacher))
+        analysis = analyse_shape(paper_model(), shape.points, get_teacher(teacher))
         return AnalysedShape(shape=shape, teacher=teacher, analysis=analysis,
                              seconds=time.perf_counter() - start)
 

@@ -114,9 +114,11 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             level = gr.Radio(list(handlers.LEVEL_CHOICES), value=handlers.DEFAULT_LEVEL,
                              label="level (tokens)", elem_id="level")
-            mask_ratio = gr.Slider(handlers.MIN_MASK_RATIO, handlers.MAX_MASK_RATIO, value=0.8, step=0.05,
+            mask_ratio = gr.Slider(handlers.MIN_MASK_RATIO, handlers.MAX_MASK_RATIO,
+                                   value=handlers.DEFAULT_MASK_RATIO, step=0.05,
                                    label="mask ratio", elem_id="mask-ratio")
-            log10_tau = gr.Slider(handlers.MIN_LOG10_TAU, handlers.MAX_LOG10_TAU, value=0.0, step=0.1,
+            log10_tau = gr.Slider(handlers.MIN_LOG10_TAU, handlers.MAX_LOG10_TAU,
+                                  value=handlers.DEFAULT_LOG10_TAU, step=0.1,
                                   label="temperature: log₁₀ τ", info="0 → τ = 1, the paper's setting; "
                                   "−5 → τ = 0.00001 (almost greedy)", elem_id="tau")
             mask_seed = gr.Number(0, precision=0, minimum=0, label="mask seed")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from app import evaluation, handlers, reconstruction, shapes  # noqa: E402
 from app.resources import DEFAULT_TEACHER, Unavailable, checkpoint_path, get_model, get_teacher  # noqa: E402
 from app.ui import TORCH_THREADS  # noqa: E402
-from i2pmae.explore import analyse_shape, make_masks  # noqa: E402
+from i2pmae.explore import analyse_shape, draw_mask_pair, paper_model  # noqa: E402
 from i2pmae.geometry import build_hierarchy  # noqa: E402
 from i2pmae.io import load_points, read_shape  # noqa: E402
 from i2pmae.projection import project  # noqa: E402
@@ -53,7 +53,8 @@ def stage_timings(shape: Path, num_points: int, repeat: int) -> dict[str, float 
     points = load_points(shape, num_points)
     xyz = torch.from_numpy(points)[None]  # (1, N, 3)
     views = project(xyz)
-    analysis = analyse_shape(points, teacher)
+    explorer = paper_model()
+    analysis = analyse_shape(explorer, points, teacher)
     with torch.no_grad():
         times = {
             "load (read file)": median_seconds(lambda: read_shape(shape), repeat),
@@ -61,7 +62,8 @@ def stage_timings(shape: Path, num_points: int, repeat: int) -> dict[str, float 
             "tokenise (FPS + kNN)": median_seconds(lambda: build_hierarchy(xyz), repeat),
             "project (3 depth views)": median_seconds(lambda: project(xyz), repeat),
             "teacher (3 views)": median_seconds(lambda: teacher(views.images.flatten(0, 1)), repeat),
-            "mask (random + guided)": median_seconds(lambda: make_masks(analysis, seed=1), repeat),
+            "mask (random + guided)": median_seconds(
+                lambda: draw_mask_pair(explorer, analysis, seed=1), repeat),
         }
     try:
         _, model = get_model()

@@ -22,6 +22,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ SVM_MAX_ITER = 20_000
 PROBE_MAX_ITER = 2_000
 FEATURE_BATCH = 64
 PROBE_FORMAT = "i2pmae-linear-probe-v1"
+PROBE_SUFFIX = "_probe.safetensors"  # the linear probe of a pre-trained checkpoint lives beside it
 
 
 # --------------------------------------------------------------------------------------------- features
@@ -314,6 +316,15 @@ def fit_linear_probe(
             "scores": {f"C={c:g}": v for c, v in scores.items()}, "train_shapes": len(y)}
     return LinearProbe(torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32),
                        [str(c) for c in classes], info)
+
+
+def probe_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the linear probe of a pre-trained checkpoint lives: ``<stem>_probe.safetensors`` beside it.
+
+    The one lookup of the CLI (``classify``, ``probe``) and the app; the file may not exist yet.
+    """
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + PROBE_SUFFIX)
 
 
 def save_probe(probe: LinearProbe, path: str | os.PathLike) -> None:

@@ -1,11 +1,15 @@
-"""The 2D-guided masking pipeline for one shape, shared by ``i2pmae explore`` and the app.
+"""The 2D-guided masking walk-through for one shape, shared by ``i2pmae explore`` and the app.
 
-The expensive, teacher-dependent part (:func:`analyse_shape`) runs once per shape; masks
-(:func:`make_masks`) are cheap and can be redrawn for any ratio, temperature and seed.
+Everything goes through the model's one analysis path (:meth:`I2PMAE.analyse` and
+:meth:`I2PMAE.draw_masks`). The teacher runs once per shape (:func:`analyse_shape`); masks are cheap and
+are redrawn for any ratio, temperature and seed (:func:`draw_mask_pair`). The mask panels tokenise the
+paper's way (:func:`paper_model`: 512 / 256 / 64 tokens of 2048 points); a checkpoint that tokenises
+otherwise gets its own tokens from the same teacher maps (:func:`retokenise`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,87 +19,89 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .geometry import Hierarchy, build_hierarchy
-from .masking import guided_mask, propagate_mask, random_mask
-from .model import I2PMAE, Reconstruction
-from .teachers import Teacher, TeacherMaps, compute_teacher_maps
+from .config import get_config
+from .model import I2PMAE, Analysis, Reconstruction
+from .teachers import Teacher, compute_teacher_maps
 
-PAPER_NUM_CENTERS = (512, 256, 64)
-PAPER_GROUP_SIZES = (16, 8, 8)
+EXPLORER_CONFIG = get_config("paper")  # the mask panels' tokenisation: 512 / 256 / 64 tokens of 2048 points
 TOP_SALIENT = 10  # "how many of the 10 most salient tokens stay visible"
-
-
-@dataclass
-class ShapeAnalysis:
-    """Teacher-dependent results for one shape (batch of 1)."""
-
-    points: Tensor  # (N, 3) normalised
-    hierarchy: Hierarchy  # B = 1
-    maps: TeacherMaps  # B = 1
-    token_saliency: list[Tensor]  # per level (G_s,)
+MASK_KINDS = ("random", "guided")
 
 
 @dataclass
 class MaskPair:
-    """Random and 2D-guided masks of the same shape, per level (G_s,), True = masked."""
+    """Random and 2D-guided masks of one shape from the same seed, per level (G_s,), True = masked."""
 
     random: list[Tensor]
     guided: list[Tensor]
 
 
-def analyse_shape(
-    points: np.ndarray | Tensor,
-    teacher: Teacher,
-    *,
-    num_centers: Sequence[int] = PAPER_NUM_CENTERS,
-    group_sizes: Sequence[int] = PAPER_GROUP_SIZES,
-) -> ShapeAnalysis:
-    """Tokenise a normalised cloud (N, 3), project it, run the teacher and read token saliency per level."""
-    device = next(teacher.parameters()).device
-    xyz = torch.as_tensor(np.asarray(points, dtype=np.float32), device=device)  # (N, 3)
+@functools.cache
+def paper_model() -> I2PMAE:
+    """The paper's (untrained) model of :data:`EXPLORER_CONFIG`, whose tokenisation and masking the mask
+    panels show. Only :meth:`I2PMAE.analyse` and :meth:`I2PMAE.draw_masks` are called on it: no weights."""
+    return I2PMAE(EXPLORER_CONFIG).eval()
+
+
+def analyse_shape(model: I2PMAE, points: np.ndarray | Tensor, teacher: Teacher) -> Analysis:
+    """Run the teacher once on a normalised cloud (N, 3) and analyse it the model's way (batch of one)."""
+    xyz = torch.as_tensor(np.asarray(points, dtype=np.float32), device=teacher.device)  # (N, 3)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise ValueError(f"expected points of shape (N, 3), got {tuple(xyz.shape)}")
-    hierarchy = build_hierarchy(xyz[None], num_centers, group_sizes)
     maps = compute_teacher_maps(teacher, xyz[None])
-    return ShapeAnalysis(
-        points=xyz, hierarchy=hierarchy, maps=maps, token_saliency=token_saliency(maps, hierarchy)
-    )
+    return model.analyse(xyz[None], maps)
 
 
-def token_saliency(maps: TeacherMaps, hierarchy: Hierarchy) -> list[Tensor]:
-    """Saliency at each level's centres, averaged over the views (DESIGN 1.4): per level (G_s,), batch 1."""
-    return [maps.sample(centers)[1].mean(-1)[0] for centers in hierarchy.centers]
+def same_tokens(analysis: Analysis, model: I2PMAE) -> bool:
+    """Whether ``analysis`` is tokenised as ``model`` tokenises its own input (points and levels)."""
+    hierarchy, cfg = analysis.hierarchy, model.cfg
+    return (analysis.points.shape[1] == cfg.num_points
+            and tuple(c.shape[1] for c in hierarchy.centers) == cfg.num_centers
+            and tuple(n.shape[2] for n in hierarchy.neighbor_idx) == cfg.group_sizes)
 
 
-def make_masks(
-    analysis: ShapeAnalysis, *, mask_ratio: float = 0.8, temperature: float = 1.0, seed: int = 0
+def retokenise(model: I2PMAE, analysis: Analysis) -> Analysis:
+    """The analysis tokenised like ``model`` (itself when it already is), from the same teacher maps.
+
+    Keeps the first ``cfg.num_points`` points: a uniform subset, since surface samples are i.i.d. and FPS
+    prefixes are FPS samples.
+    """
+    if same_tokens(analysis, model):
+        return analysis
+    return model.analyse(analysis.points[:, : model.cfg.num_points], analysis.teacher_maps)
+
+
+def draw_mask_pair(
+    model: I2PMAE,
+    analysis: Analysis,
+    *,
+    mask_ratio: float | None = None,
+    temperature: float | None = None,
+    seed: int = 0,
 ) -> MaskPair:
-    """Draw a random and a 2D-guided top-level mask and propagate both down the hierarchy.
+    """A random and a 2D-guided mask of one shape, each from a generator seeded with ``seed``.
 
-    Each mask has its own generator seeded with ``seed``, so moving the temperature never changes
-    the random mask.
+    Sharing the seed means moving the temperature never changes the random mask, and guided at tau = inf
+    equals random. Ratio and temperature default to the model's config.
     """
     device = analysis.points.device
-    top_saliency = analysis.token_saliency[-1][None]  # (1, G_top)
-    rand_top = random_mask(
-        1, top_saliency.shape[1], mask_ratio, generator=_generator(seed, device), device=device
-    )
-    guided_top = guided_mask(
-        top_saliency, mask_ratio, temperature=temperature, generator=_generator(seed, device)
-    )
-    return MaskPair(
-        random=[m[0] for m in propagate_mask(rand_top, analysis.hierarchy)],
-        guided=[m[0] for m in propagate_mask(guided_top, analysis.hierarchy)],
-    )
+
+    def draw(mode: str) -> list[Tensor]:
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+        masks = model.draw_masks(analysis, mask_ratio=mask_ratio, temperature=temperature, mode=mode,
+                                 generator=generator)
+        return [m[0] for m in masks]
+
+    return MaskPair(random=draw("random"), guided=draw("guided"))
 
 
-def mask_stats(analysis: ShapeAnalysis, masks: MaskPair, level: int) -> dict[str, float]:
+def mask_stats(analysis: Analysis, masks: MaskPair, level: int) -> dict[str, float]:
     """Numbers that show what 2D guidance changes at one level.
 
     Mean saliency of the visible tokens under each mask, the Jaccard overlap of the two visible
     sets, and how many of the most salient tokens each mask keeps visible.
     """
-    saliency = analysis.token_saliency[level]  # (G_s,)
+    saliency = analysis.token_saliency[level][0]  # (G_s,)
     visible_random = ~masks.random[level]
     visible_guided = ~masks.guided[level]
     top = torch.topk(saliency, min(TOP_SALIENT, saliency.numel())).indices
@@ -117,17 +123,20 @@ def _masked_mean(values: Tensor, keep: Tensor) -> float:
     return float(values[keep].mean()) if bool(keep.any()) else float("nan")
 
 
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(int(seed))
+def reconstruct_pair(model: I2PMAE, analysis: Analysis, masks: MaskPair) -> Reconstruction:
+    """The model's reconstruction under both masks of a pair, in one batch of two (random first)."""
+    levels = [torch.stack(level) for level in zip(masks.random, masks.guided, strict=True)]  # (2, G_s)
+    return model.reconstruct(analysis.expand(len(MASK_KINDS)), levels)
 
 
 def write_report(
-    analysis: ShapeAnalysis,
+    model: I2PMAE,
+    analysis: Analysis,
     out_dir: str | Path,
     *,
     name: str,
     teacher_name: str,
-    mask_ratio: float = 0.8,
+    mask_ratio: float | None = None,
     temperatures: Sequence[float] = (1.0,),
     seed: int = 0,
 ) -> list[Path]:
@@ -140,15 +149,18 @@ def write_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mask_sets = [make_masks(analysis, mask_ratio=mask_ratio, temperature=t, seed=seed) for t in temperatures]
-    depth = analysis.maps.views.depth[0].cpu().numpy()  # (V, H, W)
+    ratio = model.cfg.mask_ratio if mask_ratio is None else mask_ratio
+    mask_sets = [draw_mask_pair(model, analysis, mask_ratio=ratio, temperature=t, seed=seed)
+                 for t in temperatures]
+    maps = analysis.teacher_maps
+    depth = maps.views.depth[0].cpu().numpy()  # (V, H, W)
     written = [
         viz.save_depth_views(depth, out / "depth_views.png", title=f"{name}: depth images"),
-        viz.save_saliency(depth, analysis.maps.saliency[0].cpu().numpy(), out / "saliency.png",
+        viz.save_saliency(depth, maps.saliency[0].cpu().numpy(), out / "saliency.png",
                           title=f"{name}: {teacher_name} saliency"),
     ]
-    summary = {"shape": name, "teacher": teacher_name, "mask_ratio": mask_ratio, "seed": seed, "levels": []}
-    points = analysis.points.cpu().numpy()
+    summary = {"shape": name, "teacher": teacher_name, "mask_ratio": ratio, "seed": seed, "levels": []}
+    points = analysis.points[0].cpu().numpy()
     for level, centers in enumerate(analysis.hierarchy.centers):
         stats = [mask_stats(analysis, masks, level) for masks in mask_sets]
         summary["levels"].append({f"tau={t:g}": s for t, s in zip(temperatures, stats, strict=True)})
@@ -159,53 +171,43 @@ def write_report(
         written.append(viz.save_mask_comparison(
             points, centers[0].cpu().numpy(), [m.cpu().numpy() for m in masks], titles,
             out / f"masks_level{level}_{centers.shape[1]}.png",
-            saliency=analysis.token_saliency[level].cpu().numpy(),
+            saliency=analysis.token_saliency[level][0].cpu().numpy(),
         ))
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2))
     return [*written, summary_path]
 
 
-def reconstruct_masks(model: I2PMAE, analysis: ShapeAnalysis, masks: MaskPair) -> dict[str, Reconstruction]:
-    """Run the pre-trained model on the shape under its random and its guided mask.
-
-    ``analysis`` must use the model's hierarchy (``num_centers``/``group_sizes`` of ``model.cfg``).
-    """
-    points, hierarchy = analysis.points[None], analysis.hierarchy  # (1, N, 3)
-    with torch.no_grad():
-        return {
-            kind: model.reconstruct(points, analysis.maps, top_mask=levels[-1][None], hierarchy=hierarchy)
-            for kind, levels in (("random", masks.random), ("guided", masks.guided))
-        }
-
-
 def write_reconstructions(
     model: I2PMAE,
-    points: np.ndarray | Tensor,
-    teacher: Teacher,
+    analysis: Analysis,
     out_dir: str | Path,
     *,
     name: str,
-    mask_ratio: float = 0.8,
-    temperature: float = 1.0,
+    mask_ratio: float | None = None,
+    temperature: float | None = None,
     seed: int = 0,
 ) -> list[Path]:
-    """Visible points, masked ground truth and prediction under random and guided masks, as PNG and PLY."""
+    """Visible points, masked ground truth and prediction under random and guided masks, as PNG and PLY.
+
+    ``analysis`` may come from another model's tokenisation: it is retokenised the model's way.
+    """
     from . import visualize as viz
 
-    cfg = model.cfg
-    analysis = analyse_shape(points, teacher, num_centers=cfg.num_centers, group_sizes=cfg.group_sizes)
-    masks = make_masks(analysis, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
+    own = retokenise(model, analysis)
+    masks = draw_mask_pair(model, own, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
+    rec = reconstruct_pair(model, own, masks)
+    tau = model.cfg.temperature if temperature is None else temperature
     out = Path(out_dir)
     written = []
-    for kind, rec in reconstruct_masks(model, analysis, masks).items():
-        visible = rec.visible_points[0][rec.visible_valid[0]].reshape(-1, 3).cpu().numpy()
-        truth = rec.target_points[0][rec.masked_valid[0]].reshape(-1, 3).cpu().numpy()
-        pred = rec.pred_points[0][rec.masked_valid[0]].reshape(-1, 3).cpu().numpy()
-        label = "random" if kind == "random" else f"2D-guided (tau={temperature:g})"
+    for b, kind in enumerate(MASK_KINDS):
+        visible = rec.visible_points[b][rec.visible_valid[b]].reshape(-1, 3).cpu().numpy()  # (V_0 K_0, 3)
+        truth = rec.target_points[b][rec.masked_valid[b]].reshape(-1, 3).cpu().numpy()  # (M K_h, 3)
+        pred = rec.pred_points[b][rec.masked_valid[b]].reshape(-1, 3).cpu().numpy()  # (M P, 3)
+        label = "random" if kind == "random" else f"2D-guided (tau={tau:g})"
         written.append(viz.save_reconstruction(
             visible, truth, pred, out / f"reconstruction_{kind}.png",
-            title=f"{name}, {label} mask: Chamfer-L2 {float(rec.chamfer[0]):.2e}",
+            title=f"{name}, {label} mask: Chamfer-L2 {float(rec.chamfer[b]):.2e}",
         ))
         colours = [viz.rgb255(viz.VISIBLE_RGB, len(visible)), viz.rgb255(viz.TRUTH_RGB, len(truth)),
                    viz.rgb255(viz.PREDICTED_RGB, len(pred))]

@@ -25,7 +25,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from .config import PAPER_POINT_EMBED_WIDTHS, I2PMAEConfig, get_config
+from .config import MASKING_MODES, PAPER_POINT_EMBED_WIDTHS, I2PMAEConfig, get_config
 from .geometry import Hierarchy, build_hierarchy, gather
 from .layers import (
     POINT_CHANNELS,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .teachers import TeacherMaps
 
 __all__ = [
+    "Analysis",
     "EncoderOutput",
     "HierarchicalEncoder",
     "I2PMAE",
@@ -226,14 +227,45 @@ def _check_points(points: Tensor, cfg: I2PMAEConfig) -> None:
 
 
 @dataclass
+class Analysis:
+    """The mask-independent part of a forward pass (:meth:`I2PMAE.analyse`): tokens and their 2D saliency.
+
+    Computed once per batch (per shape in the explorer); masks for any ratio, temperature and seed are drawn
+    from it by :meth:`I2PMAE.draw_masks`.
+    """
+
+    points: Tensor  # (B, N, 3) the cloud the 3D network sees (possibly augmented)
+    canonical_points: Tensor  # (B, N, 3) the same points before augmentation, where the teacher maps are read
+    hierarchy: Hierarchy  # FPS + kNN tokens of ``points``
+    teacher_maps: TeacherMaps | None
+    token_saliency: list[Tensor] | None  # per level (B, G_s): saliency at the centres, mean over the views
+
+    def expand(self, batch: int) -> Analysis:
+        """A batch-of-one analysis repeated ``batch`` times (views, not copies), e.g. to reconstruct one shape
+        under several masks in one pass. The teacher maps are dropped: only the loss reads them."""
+        if self.points.shape[0] != 1:
+            raise ValueError(f"only a batch-of-one analysis can be expanded, got {self.points.shape[0]}")
+
+        def rows(tensors: list[Tensor]) -> list[Tensor]:
+            return [t.expand(batch, *t.shape[1:]) for t in tensors]
+
+        tokens = self.hierarchy
+        return Analysis(
+            points=self.points.expand(batch, -1, -1),  # (batch, N, 3)
+            canonical_points=self.canonical_points.expand(batch, -1, -1),
+            hierarchy=Hierarchy(rows(tokens.centers), rows(tokens.center_idx), rows(tokens.neighbor_idx)),
+            teacher_maps=None,
+            token_saliency=None if self.token_saliency is None else rows(self.token_saliency),
+        )
+
+
+@dataclass
 class EncoderOutput:
     """What :meth:`I2PMAE.forward_encoder` hands to the decoder and the loss."""
 
-    hierarchy: Hierarchy
+    analysis: Analysis
     masks: list[Tensor]  # per level (B, G_s) bool, True = masked
     tokens: list[Tensor]  # per level (B, G_s, C_s), zeros where masked
-    token_saliency: Tensor | None  # (B, G_top) mean over views of the teacher saliency at the top centres
-    canonical_points: Tensor  # (B, N, 3) where teacher targets are read
 
 
 @dataclass
@@ -275,8 +307,16 @@ class Reconstruction:
 class I2PMAE(_EncoderFeatures, nn.Module):
     """The pre-training model (3D network only; the teacher stays outside).
 
-    ``forward`` = ``forward_encoder`` -> ``forward_decoder`` -> ``forward_loss``, always returning a
-    :class:`PretrainOutput`. Masking happens in every mode; :meth:`forward_features` never masks.
+    One path for training, the explorer, the CLI and the app::
+
+        analysis = model.analyse(points, teacher_maps)      # tokens + token saliency, once per batch
+        masks = model.draw_masks(analysis, generator=g)      # random or 2D-guided, any ratio / tau
+        enc = model.forward_encoder(analysis, masks)
+        out = model.forward_loss(enc, model.forward_decoder(enc))
+
+    ``forward`` chains these and always returns a :class:`PretrainOutput`; :meth:`reconstruct` places the
+    predictions in the cloud for display. Mask ratio, temperature and mode default to the config.
+    :meth:`forward_features` never masks.
     """
 
     def __init__(self, cfg: I2PMAEConfig) -> None:
@@ -336,22 +376,30 @@ class I2PMAE(_EncoderFeatures, nn.Module):
             top_mask: (B, G_top) bool, True = masked, to impose a mask instead of drawing one.
             generator: seeds the mask draw (any device; the mask is moved to the points' device).
         """
-        enc = self.forward_encoder(
-            points, teacher_maps, canonical_points=canonical_points, top_mask=top_mask, generator=generator
+        analysis = self.analyse(points, teacher_maps, canonical_points=canonical_points)
+        masks = self.draw_masks(analysis, generator=generator) if top_mask is None else propagate_mask(
+            top_mask.to(points.device), analysis.hierarchy
         )
-        return self.forward_loss(enc, self.forward_decoder(enc), teacher_maps)
+        enc = self.forward_encoder(analysis, masks)
+        return self.forward_loss(enc, self.forward_decoder(enc))
 
-    def forward_encoder(
+    def analyse(
         self,
         points: Tensor,
         teacher_maps: TeacherMaps | None = None,
         *,
         canonical_points: Tensor | None = None,
-        top_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
         hierarchy: Hierarchy | None = None,
-    ) -> EncoderOutput:
-        """Tokenise, draw (or take) the top-level mask, propagate it and encode the visible tokens."""
+    ) -> Analysis:
+        """Tokenise the cloud and read the teacher's saliency at every level's centres (DESIGN.md 1.1, 1.4).
+
+        Args:
+            points: (B, N, 3) the cloud the 3D network sees; at least ``num_centers[0]`` points (often
+                ``cfg.num_points``, but any N works: the explorer passes the user's choice).
+            teacher_maps: teacher outputs on ``canonical_points`` (B clouds); None = no saliency.
+            canonical_points: (B, N, 3) where the maps are read (the un-augmented points); default ``points``.
+            hierarchy: the tokenisation of ``points`` if the caller already built it.
+        """
         hierarchy = self._hierarchy(points, hierarchy)
         canonical = points if canonical_points is None else canonical_points
         if canonical.shape != points.shape:
@@ -360,24 +408,66 @@ class I2PMAE(_EncoderFeatures, nn.Module):
             )
         saliency = None
         if teacher_maps is not None:
-            self._check_teacher_maps(teacher_maps, points.shape[0])
-            top_centers = gather(canonical, hierarchy.point_idx(self.cfg.num_levels - 1))  # (B, G_top, 3)
-            saliency = teacher_maps.sample(top_centers)[1].mean(dim=-1)  # (B, G_top)
-        if top_mask is None:
-            top_mask = self._draw_mask(saliency, hierarchy, generator)
-        masks = propagate_mask(top_mask.to(points.device), hierarchy)
-        tokens = self.h_encoder(points, hierarchy, masks)
-        return EncoderOutput(
-            hierarchy=hierarchy,
-            masks=masks,
-            tokens=tokens,
-            token_saliency=saliency,
+            self._check_teacher_views(teacher_maps, points.shape[0])
+            saliency = [
+                teacher_maps.sample_saliency(gather(canonical, hierarchy.point_idx(level))).mean(dim=-1)
+                for level in range(self.cfg.num_levels)
+            ]  # per level (B, G_s)
+        return Analysis(
+            points=points,
             canonical_points=canonical,
+            hierarchy=hierarchy,
+            teacher_maps=teacher_maps,
+            token_saliency=saliency,
         )
+
+    def draw_masks(
+        self,
+        analysis: Analysis,
+        *,
+        mask_ratio: float | None = None,
+        temperature: float | None = None,
+        mode: str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Draw the top-level mask and propagate it down (DESIGN.md 1.5): per level (B, G_s), True = masked.
+
+        Args:
+            analysis: from :meth:`analyse`; guided masking needs its token saliency (teacher maps).
+            mask_ratio, temperature, mode: default to the config's ``mask_ratio``, ``temperature`` (tau in
+                softmax(saliency / tau); ``math.inf`` = uniform) and ``masking`` ("guided" or "random").
+            generator: seeds the draw; the mask is drawn on its device and moved to the points' device.
+                The same generator state gives the same random order to both modes, so guided at tau = inf
+                equals random.
+        """
+        cfg = self.cfg
+        mask_ratio = cfg.mask_ratio if mask_ratio is None else mask_ratio
+        temperature = cfg.temperature if temperature is None else temperature
+        mode = cfg.masking if mode is None else mode
+        hierarchy = analysis.hierarchy
+        device = generator.device if generator is not None else hierarchy.centers[-1].device
+        if mode == "random":
+            batch = hierarchy.centers[-1].shape[0]
+            top = random_mask(batch, cfg.num_centers[-1], mask_ratio, generator=generator, device=device)
+        elif mode == "guided":
+            if analysis.token_saliency is None:
+                raise ValueError(
+                    "guided masking needs teacher_maps (or pass top_mask, or use masking='random')"
+                )
+            saliency = analysis.token_saliency[-1].to(device)  # (B, G_top)
+            top = guided_mask(saliency, mask_ratio, temperature=temperature, generator=generator)
+        else:
+            raise ValueError(f"mode must be one of {MASKING_MODES}, got {mode!r}")
+        return propagate_mask(top.to(analysis.points.device), hierarchy)
+
+    def forward_encoder(self, analysis: Analysis, masks: list[Tensor]) -> EncoderOutput:
+        """Encode the visible tokens of every level: masks per level (B, G_s), True = masked."""
+        tokens = self.h_encoder(analysis.points, analysis.hierarchy, masks)
+        return EncoderOutput(analysis=analysis, masks=masks, tokens=tokens)
 
     def forward_decoder(self, enc: EncoderOutput) -> Tensor:
         """Encoder output -> decoded, layer-normed head-level tokens (B, G_h, C_dec)."""
-        centers, top = enc.hierarchy.centers, self.cfg.num_levels - 1
+        centers, top = enc.analysis.hierarchy.centers, self.cfg.num_levels - 1
         mask_token = self.mask_token.to(enc.tokens[top].dtype)
         x = torch.where(enc.masks[top].unsqueeze(-1), mask_token, enc.tokens[top])  # (B, G_top, C)
         x = self.h_decoder[0](x, self.decoder_pos_embeds[0](centers[top]))
@@ -388,26 +478,24 @@ class I2PMAE(_EncoderFeatures, nn.Module):
             x = self.h_decoder[stage](x, self.decoder_pos_embeds[stage](centers[level]))
         return self.decoder_norm(x)
 
-    def forward_loss(
-        self, enc: EncoderOutput, decoded: Tensor, teacher_maps: TeacherMaps | None = None
-    ) -> PretrainOutput:
+    def forward_loss(self, enc: EncoderOutput, decoded: Tensor) -> PretrainOutput:
         """Chamfer-L2 on masked head-level tokens (+ teacher-feature MSE on visible ones)."""
-        level = self.cfg.head_level
+        level, analysis = self.cfg.head_level, enc.analysis
         mask = enc.masks[level]  # (B, G_h)
         if not bool(mask.any()):
             raise ValueError(f"no masked token at level {level}: nothing to reconstruct")
         pred_3d = self._predict_3d(decoded[mask])  # (M, P, 3)
-        target_3d = self._neighbor_offsets(enc.hierarchy, level)[mask]  # (M, K_h, 3)
+        target_3d = self._neighbor_offsets(analysis.hierarchy, level)[mask]  # (M, K_h, 3)
         loss_3d = chamfer_l2(pred_3d, target_3d)
         pred_2d = target_2d = None
         loss_2d = loss_3d.new_zeros(())
         if self.rec_head_2d is not None:
-            if teacher_maps is None:
+            if analysis.teacher_maps is None:
                 raise ValueError("the 2D target is on (target_2d=True) but no teacher_maps were given")
-            self._check_teacher_maps(teacher_maps, decoded.shape[0])
+            self._check_teacher_features(analysis.teacher_maps)
             visible = ~mask
             pred_2d = self._predict_2d(decoded[visible])  # (V_h, K_h, V, C)
-            target_2d = self._teacher_targets(teacher_maps, enc, level)[visible]  # (V_h, K_h, V, C)
+            target_2d = self._teacher_targets(analysis, level)[visible]  # (V_h, K_h, V, C)
             loss_2d = feature_loss(pred_2d, target_2d)
         loss = self.cfg.loss_weight_3d * loss_3d + self.cfg.loss_weight_2d * loss_2d
         return PretrainOutput(
@@ -419,33 +507,20 @@ class I2PMAE(_EncoderFeatures, nn.Module):
             target_3d=target_3d,
             pred_2d=pred_2d,
             target_2d=target_2d,
-            token_saliency=enc.token_saliency,
+            token_saliency=None if analysis.token_saliency is None else analysis.token_saliency[-1],
         )
 
     @torch.no_grad()
-    def reconstruct(
-        self,
-        points: Tensor,
-        teacher_maps: TeacherMaps | None = None,
-        *,
-        top_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        hierarchy: Hierarchy | None = None,
-    ) -> Reconstruction:
-        """Mask, encode, decode and place the predicted neighbours of masked head-level tokens in the cloud.
+    def reconstruct(self, analysis: Analysis, masks: list[Tensor]) -> Reconstruction:
+        """Encode, decode and place the predicted neighbours of masked head-level tokens in the cloud.
 
         Args:
-            points: (B, N, 3) canonical points (teacher maps, if given, were computed on them).
-            teacher_maps: for token saliency and guided masking.
-            top_mask: (B, G_top) bool, True = masked, to impose a mask (e.g. the app's random vs guided).
-            generator: seeds the mask draw when ``top_mask`` is None.
-            hierarchy: the tokenisation of ``points`` if the caller already built it.
+            analysis: from :meth:`analyse` (canonical points: teacher maps, if any, were computed on them).
+            masks: per level (B, G_s), True = masked, e.g. from :meth:`draw_masks`.
         """
-        enc = self.forward_encoder(
-            points, teacher_maps, top_mask=top_mask, generator=generator, hierarchy=hierarchy
-        )
+        enc = self.forward_encoder(analysis, masks)
         decoded = self.forward_decoder(enc)
-        hierarchy, level = enc.hierarchy, self.cfg.head_level
+        hierarchy, level, points = analysis.hierarchy, self.cfg.head_level, analysis.points
         masked = pack(enc.masks[level], what=f"masked level-{level} token")
         batch, num_masked = masked.index.shape
         centers = gather(hierarchy.centers[level], masked.index).unsqueeze(2)  # (B, M, 1, 3)
@@ -459,7 +534,7 @@ class I2PMAE(_EncoderFeatures, nn.Module):
         return Reconstruction(
             centers=hierarchy.centers,
             masks=enc.masks,
-            token_saliency=enc.token_saliency,
+            token_saliency=None if analysis.token_saliency is None else analysis.token_saliency[-1],
             head_level=level,
             masked_index=masked.index,
             masked_valid=masked.valid,
@@ -468,21 +543,6 @@ class I2PMAE(_EncoderFeatures, nn.Module):
             visible_points=gather(groups, visible.index),
             visible_valid=visible.valid,
             chamfer=chamfer,
-        )
-
-    def _draw_mask(
-        self, saliency: Tensor | None, hierarchy: Hierarchy, generator: torch.Generator | None
-    ) -> Tensor:
-        """Top-level mask (B, G_top), True = masked; drawn on the generator's device."""
-        cfg = self.cfg
-        device = generator.device if generator is not None else hierarchy.centers[-1].device
-        if cfg.masking == "random":
-            batch = hierarchy.centers[-1].shape[0]
-            return random_mask(batch, cfg.num_centers[-1], cfg.mask_ratio, generator=generator, device=device)
-        if saliency is None:
-            raise ValueError("guided masking needs teacher_maps (or pass top_mask, or use masking='random')")
-        return guided_mask(
-            saliency.to(device), cfg.mask_ratio, temperature=cfg.temperature, generator=generator
         )
 
     def _predict_3d(self, tokens: Tensor) -> Tensor:
@@ -502,16 +562,22 @@ class I2PMAE(_EncoderFeatures, nn.Module):
         return neighbors - hierarchy.centers[level].unsqueeze(2)
 
     @staticmethod
-    def _teacher_targets(teacher_maps: TeacherMaps, enc: EncoderOutput, level: int) -> Tensor:
+    def _teacher_targets(analysis: Analysis, level: int) -> Tensor:
         """(B, G_s, K_s, V, C): teacher features at the canonical level s-1 centres of each neighbourhood."""
-        hierarchy = enc.hierarchy
-        lower = gather(enc.canonical_points, hierarchy.point_idx(level - 1))  # (B, G_{s-1}, 3)
-        features = teacher_maps.sample(lower)[0]  # (B, G_{s-1}, V, C)
+        hierarchy = analysis.hierarchy
+        lower = gather(analysis.canonical_points, hierarchy.point_idx(level - 1))  # (B, G_{s-1}, 3)
+        features = analysis.teacher_maps.sample(lower)[0]  # (B, G_{s-1}, V, C)
         return gather(features, hierarchy.neighbor_idx[level])  # (B, G_s, K_s, V, C)
 
-    def _check_teacher_maps(self, teacher_maps: TeacherMaps, batch: int) -> None:
+    def _check_teacher_views(self, teacher_maps: TeacherMaps, batch: int) -> None:
+        expected = (batch, self.cfg.num_views)
+        shape = tuple(teacher_maps.saliency.shape)
+        if len(shape) != 4 or shape[:2] != expected:
+            raise ValueError(f"teacher_maps.saliency must be (B, V, h, w), (B, V) = {expected}, got {shape}")
+
+    def _check_teacher_features(self, teacher_maps: TeacherMaps) -> None:
         cfg, features = self.cfg, teacher_maps.features
-        expected = (batch, cfg.num_views, cfg.teacher_dim)
+        expected = (teacher_maps.saliency.shape[0], cfg.num_views, cfg.teacher_dim)
         if features.ndim != 5 or tuple(features.shape[:3]) != expected:
             raise ValueError(
                 f"teacher_maps.features must be (B, V, C, h, w) with (B, V, C) = {expected} "

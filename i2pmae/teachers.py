@@ -235,10 +235,16 @@ class TeacherMaps:
             features (B, M, V, C) and saliency (B, M, V).
         """
         pixels = pixel_coords(self.views, points)  # (B, V, M, 2)
-        size = self.views.image_size
-        features = sample_maps(self.features, pixels, size).transpose(1, 2)  # (B, M, V, C)
-        saliency = sample_maps(self.saliency.unsqueeze(2), pixels, size)[..., 0].transpose(1, 2)  # (B, M, V)
-        return features, saliency
+        features = sample_maps(self.features, pixels, self.views.image_size).transpose(1, 2)  # (B, M, V, C)
+        return features, self._saliency_at(pixels)
+
+    def sample_saliency(self, points: Tensor) -> Tensor:
+        """Saliency only, as in :meth:`sample`: (B, M, 3) points -> (B, M, V)."""
+        return self._saliency_at(pixel_coords(self.views, points))
+
+    def _saliency_at(self, pixels: Tensor) -> Tensor:
+        """(B, V, M, 2) pixels -> (B, M, V) upsampled saliency."""
+        return sample_maps(self.saliency.unsqueeze(2), pixels, self.views.image_size)[..., 0].transpose(1, 2)
 
 
 @torch.no_grad()

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from app import evaluation, figures, handlers, reconstruction, resources, shapes
+from app import evaluation, figures, handlers, resources, shapes
 from app import support_set as support_set_module
 from app.cache import LRUCache, file_digest
 from app.paths import MANIFEST_PATH
 from app.resources import CHECKPOINT_ENV
+from i2pmae.evaluate import probe_path
+from i2pmae.explore import retokenise
 from i2pmae.projection import pixel_coords
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -260,19 +262,19 @@ def tiny_checkpoint(tmp_path, monkeypatch):
     return path
 
 
-def test_model_analysis_retokenises_with_the_cached_teacher_maps():
+def test_retokenise_uses_the_cached_teacher_maps():
     analysis = shapes.analyse(str(MESH), 2048, 0, "efficientnet-lite0").analysis
-    assert reconstruction.model_analysis(analysis, tiny_model((512, 256, 64), 2048)) is analysis
-    own = reconstruction.model_analysis(analysis, tiny_model())
+    assert retokenise(tiny_model((512, 256, 64), 2048), analysis) is analysis
+    own = retokenise(tiny_model(), analysis)
     assert [c.shape[1] for c in own.hierarchy.centers] == [256, 128, 32]
-    assert torch.equal(own.points, analysis.points[:1024]) and own.maps is analysis.maps
+    assert torch.equal(own.points, analysis.points[:, :1024]) and own.teacher_maps is analysis.teacher_maps
     top = own.hierarchy.centers[-1]  # (1, 32, 3)
-    views = analysis.maps.views
+    views = analysis.teacher_maps.views
     pixels = pixel_coords(views, top)  # (1, V, 32, 2) row, col
-    up = torch.nn.functional.interpolate(analysis.maps.saliency, size=views.depth.shape[-2:], mode="bicubic",
-                                         align_corners=False)  # (1, V, H, W), the brute-force upsample
+    up = torch.nn.functional.interpolate(analysis.teacher_maps.saliency, size=views.depth.shape[-2:],
+                                         mode="bicubic", align_corners=False)  # (1, V, H, W), brute force
     brute = torch.stack([up[0, v, pixels[0, v, :, 0], pixels[0, v, :, 1]] for v in range(up.shape[1])])
-    assert torch.allclose(own.token_saliency[-1], brute.mean(0), rtol=1e-4, atol=1e-7)
+    assert torch.allclose(own.token_saliency[-1][0], brute.mean(0), rtol=1e-4, atol=1e-7)
 
 
 def test_reconstruction_with_a_checkpoint(tiny_checkpoint):
@@ -312,10 +314,11 @@ def test_a_shipped_probe_is_used_when_it_fits_the_checkpoint(tiny_checkpoint, wi
     from i2pmae.evaluate import LinearProbe, save_probe
 
     probe = LinearProbe(torch.zeros(2, width), torch.tensor([0.0, 1.0]), ["chair", "table"])
-    save_probe(probe, tiny_checkpoint.parent / "probe.safetensors")  # beside the checkpoint
+    save_probe(probe, probe_path(tiny_checkpoint))  # beside the checkpoint, where `i2pmae classify` looks
+    save_probe(probe, tiny_checkpoint.parent / "other.safetensors")  # another probe file is not picked
     label, text = handlers.classify_panel(str(MESH))
     if width == 96:  # the tiny model's feature width
-        assert "shipped probe `probe.safetensors`" in text
+        assert "shipped probe `tiny_probe.safetensors`" in text
         assert label == pytest.approx({"chair": 1 / (1 + np.e), "table": np.e / (1 + np.e)})
     else:
         assert label is None and "do not belong together" in text

@@ -23,7 +23,7 @@ from i2pmae.checkpoints import (
 )
 from i2pmae.config import I2PMAEConfig
 from i2pmae.layers import StateDictMismatchError
-from i2pmae.masking import random_mask
+from i2pmae.masking import propagate_mask, random_mask
 from i2pmae.model import I2PMAE, PointClassifier
 
 SMALL = I2PMAEConfig(
@@ -89,7 +89,8 @@ def _outputs(model: I2PMAE, points: torch.Tensor) -> list[torch.Tensor]:
     top_mask = random_mask(
         points.shape[0], SMALL.num_centers[-1], 0.8, generator=torch.Generator().manual_seed(2)
     )
-    rec = model.reconstruct(points, top_mask=top_mask)
+    analysis = model.analyse(points)
+    rec = model.reconstruct(analysis, propagate_mask(top_mask, analysis.hierarchy))
     with torch.no_grad():
         return [rec.pred_points, rec.chamfer, *model.forward_features(points)]
 

@@ -21,6 +21,7 @@ from i2pmae.data import (
     RandomRotation,
     ScaleAndTranslate,
     check_dataset,
+    datasets,
     describe_layout,
     download_instructions,
     open_dataset,
@@ -199,7 +200,7 @@ def test_random_sampling_draws_fresh_subsets(tmp_path):
     assert not torch.equal(dataset[0]["points"], first)
     np.testing.assert_allclose(first.norm(dim=1).max(), 1.0, atol=1e-6)
     raw = torch.from_numpy(_clouds())
-    subset = data._subsample(raw, 8, "random")  # (6, 8, 3): rows of each cloud, without repeats
+    subset = datasets._subsample(raw, 8, "random")  # (6, 8, 3): rows of each cloud, without repeats
     for cloud, picked in zip(raw, subset, strict=True):
         rows = {tuple(r) for r in cloud.tolist()}
         assert {tuple(r) for r in picked.tolist()} <= rows and len(set(map(tuple, picked.tolist()))) == 8

@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from i2pmae.cli import DEFAULT_CHECKPOINT, main
-from i2pmae.config import load_config
-from i2pmae.explore import (
-    MaskPair,
-    ShapeAnalysis,
-    analyse_shape,
-    make_masks,
-    mask_stats,
-    write_reconstructions,
-)
+from i2pmae.cli import main
+from i2pmae.cli.common import DEFAULT_CHECKPOINT
+from i2pmae.config import get_config
+from i2pmae.explore import MaskPair, analyse_shape, draw_mask_pair, mask_stats, write_reconstructions
 from i2pmae.geometry import build_hierarchy
 from i2pmae.io import load_points
 from i2pmae.masking import num_visible
-from i2pmae.model import I2PMAE
+from i2pmae.model import I2PMAE, Analysis, create_model
 from i2pmae.teachers import load_teacher
 
 CENTERS, GROUPS = (128, 64, 16), (16, 8, 8)
@@ -31,23 +25,28 @@ ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
 
 
 @pytest.fixture(scope="module")
-def analysis() -> ShapeAnalysis:
+def model() -> I2PMAE:
+    return create_model("tiny", num_points=1024, num_centers=CENTERS, group_sizes=GROUPS)
+
+
+@pytest.fixture(scope="module")
+def analysis(model) -> Analysis:
     points = load_points(os.path.join(ASSETS, "airplane.ply"), 1024)
-    return analyse_shape(points, load_teacher(), num_centers=CENTERS, group_sizes=GROUPS)
+    return analyse_shape(model, points, load_teacher())
 
 
-def test_analysis_levels_and_saliency(analysis: ShapeAnalysis):
+def test_analysis_levels_and_saliency(analysis: Analysis):
     assert [c.shape for c in analysis.hierarchy.centers] == [(1, g, 3) for g in CENTERS]
-    assert [s.shape for s in analysis.token_saliency] == [(g,) for g in CENTERS]
+    assert [s.shape for s in analysis.token_saliency] == [(1, g) for g in CENTERS]
     # Token saliency is the view-averaged map value at the token centres (DESIGN 1.4).
-    expected = analysis.maps.sample(analysis.hierarchy.centers[1])[1].mean(-1)[0]
+    expected = analysis.teacher_maps.sample(analysis.hierarchy.centers[1])[1].mean(-1)
     torch.testing.assert_close(analysis.token_saliency[1], expected)
-    top = analysis.token_saliency[-1]
+    top = analysis.token_saliency[-1][0]
     assert torch.all(top >= 0) and top.std() > 0.05 * top.mean(), "token saliency should not be flat"
 
 
-def test_masks_have_exact_counts_and_nest(analysis: ShapeAnalysis):
-    masks = make_masks(analysis, mask_ratio=0.75, temperature=0.01, seed=3)
+def test_masks_have_exact_counts_and_nest(model: I2PMAE, analysis: Analysis):
+    masks = draw_mask_pair(model, analysis, mask_ratio=0.75, temperature=0.01, seed=3)
     for pair in (masks.random, masks.guided):
         assert int((~pair[-1]).sum()) == num_visible(CENTERS[-1], 0.75)
         # A visible level-1 token is a kNN neighbour of a visible top token.
@@ -56,9 +55,9 @@ def test_masks_have_exact_counts_and_nest(analysis: ShapeAnalysis):
         assert set(neighbours.tolist()) == set((~pair[1]).nonzero()[:, 0].tolist())
 
 
-def test_random_mask_ignores_temperature_and_infinite_tau_is_random(analysis: ShapeAnalysis):
-    sharp = make_masks(analysis, temperature=0.001, seed=5)
-    flat = make_masks(analysis, temperature=math.inf, seed=5)
+def test_random_mask_ignores_temperature_and_infinite_tau_is_random(model: I2PMAE, analysis: Analysis):
+    sharp = draw_mask_pair(model, analysis, temperature=0.001, seed=5)
+    flat = draw_mask_pair(model, analysis, temperature=math.inf, seed=5)
     for a, b in zip(sharp.random, flat.random, strict=True):
         assert torch.equal(a, b)
     for a, b in zip(flat.random, flat.guided, strict=True):
@@ -66,10 +65,10 @@ def test_random_mask_ignores_temperature_and_infinite_tau_is_random(analysis: Sh
     assert not torch.equal(sharp.guided[-1], sharp.random[-1])
 
 
-def test_small_temperature_keeps_salient_tokens(analysis: ShapeAnalysis):
-    masks = make_masks(analysis, mask_ratio=0.75, temperature=1e-6, seed=0)
+def test_small_temperature_keeps_salient_tokens(model: I2PMAE, analysis: Analysis):
+    masks = draw_mask_pair(model, analysis, mask_ratio=0.75, temperature=1e-6, seed=0)
     keep = num_visible(CENTERS[-1], 0.75)
-    top = torch.topk(analysis.token_saliency[-1], keep).indices
+    top = torch.topk(analysis.token_saliency[-1][0], keep).indices
     assert set(top.tolist()) == set((~masks.guided[-1]).nonzero()[:, 0].tolist())
     stats = mask_stats(analysis, masks, level=2)
     assert stats["top_salient_visible_guided"] == min(10, keep)
@@ -79,9 +78,9 @@ def test_small_temperature_keeps_salient_tokens(analysis: ShapeAnalysis):
 def test_mask_stats_by_hand():
     saliency = torch.arange(12, dtype=torch.float32)  # token i has saliency i
     hierarchy = build_hierarchy(torch.rand(1, 64, 3), (12,), (4,))
-    analysis = ShapeAnalysis(
-        points=torch.zeros(64, 3), hierarchy=hierarchy, maps=None, token_saliency=[saliency]
-    )
+    points = torch.zeros(1, 64, 3)
+    analysis = Analysis(points=points, canonical_points=points, hierarchy=hierarchy, teacher_maps=None,
+                        token_saliency=[saliency[None]])
     visible_random = torch.tensor([0, 1, 2, 11])
     visible_guided = torch.tensor([11, 10, 9, 2])
     masks = MaskPair(random=[_mask(visible_random)], guided=[_mask(visible_guided)])
@@ -126,10 +125,10 @@ def test_cli_explore_bad_file_is_one_line(tmp_path, capsys):
 
 
 def test_reconstructions_are_written_for_both_masks(tmp_path):
-    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "pretrain", "tiny.yaml")
-    model = I2PMAE(load_config(config)).eval()
+    model = I2PMAE(get_config("tiny")).eval()
     points = load_points(os.path.join(ASSETS, "bunny.obj"), model.cfg.num_points)
-    written = write_reconstructions(model, points, load_teacher(), tmp_path, name="bunny", temperature=0.01)
+    analysis = analyse_shape(model, points, load_teacher())
+    written = write_reconstructions(model, analysis, tmp_path, name="bunny", temperature=0.01)
     assert sorted(p.name for p in written) == sorted(
         f"reconstruction_{kind}.{ext}" for kind in ("random", "guided") for ext in ("png", "ply")
     )

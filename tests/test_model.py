@@ -215,7 +215,8 @@ def test_batch_size_one_trains_reconstructs_and_classifies(small_cfg, teacher):
     maps = compute_teacher_maps(teacher, points)
     model(points, maps, generator=_gen()).loss.backward()
     model.eval()
-    rec = model.reconstruct(points, maps, generator=_gen())
+    analysis = model.analyse(points, maps)
+    rec = model.reconstruct(analysis, model.draw_masks(analysis, generator=_gen()))
     assert rec.pred_points.shape[0] == 1 and rec.chamfer.shape == (1,)
     assert model.extract_features(points).shape == (1, small_cfg.encoder_dims[-1])
     classifier = PointClassifier(small_cfg, num_classes=3).eval()
@@ -256,14 +257,19 @@ def test_points_of_masked_groups_do_not_change_visible_tokens(small_cfg):
         assert after[level][0, ~visible].abs().max() == 0
 
 
+def _encode(model, points, top_mask):
+    analysis = model.analyse(points)
+    return model.forward_encoder(analysis, propagate_mask(top_mask, analysis.hierarchy))
+
+
 def test_padding_does_not_leak_between_samples(small_cfg):
     model = _model(small_cfg).eval()
     points = make_clouds(2, small_cfg.num_points)
     top_mask = random_mask(2, small_cfg.num_centers[-1], 0.8, generator=_gen(1))
-    together = model.forward_encoder(points, top_mask=top_mask)
+    together = _encode(model, points, top_mask)
     assert together.masks[0].sum(1)[0] != together.masks[0].sum(1)[1]  # rows of different lengths
     for b in range(2):
-        alone = model.forward_encoder(points[b : b + 1], top_mask=top_mask[b : b + 1])
+        alone = _encode(model, points[b : b + 1], top_mask[b : b + 1])
         for level in range(small_cfg.num_levels):
             expected = together.tokens[level][b]
             torch.testing.assert_close(alone.tokens[level][0], expected, atol=1e-5, rtol=1e-4)
@@ -273,8 +279,8 @@ def test_imposed_top_mask_is_used_and_propagated(small_cfg):
     model = _model(small_cfg)
     points = make_clouds(2, small_cfg.num_points)
     top_mask = random_mask(2, small_cfg.num_centers[-1], 0.5, generator=_gen(7))
-    enc = model.forward_encoder(points, top_mask=top_mask)
-    expected = propagate_mask(top_mask, enc.hierarchy)
+    enc = _encode(model, points, top_mask)
+    expected = propagate_mask(top_mask, enc.analysis.hierarchy)
     assert all(torch.equal(a, b) for a, b in zip(enc.masks, expected, strict=True))
     for tokens, mask in zip(enc.tokens, enc.masks, strict=True):
         assert tokens[mask].abs().max() == 0 and tokens[~mask].abs().sum(-1).min() > 0
@@ -285,9 +291,10 @@ def test_guided_masking_keeps_the_most_salient_tokens_at_low_temperature(small_c
     model = _model(cfg)
     points = make_clouds(2, cfg.num_points)
     maps = compute_teacher_maps(teacher, points)
-    enc = model.forward_encoder(points, maps, generator=_gen())
+    analysis = model.analyse(points, maps)
+    enc = model.forward_encoder(analysis, model.draw_masks(analysis, generator=_gen()))
     keep = cfg.num_centers[-1] - int(cfg.mask_ratio * cfg.num_centers[-1])
-    top = enc.token_saliency.topk(keep, dim=1).indices
+    top = analysis.token_saliency[-1].topk(keep, dim=1).indices
     visible = (~enc.masks[-1]).nonzero()[:, 1].reshape(2, keep)
     assert torch.equal(top.sort(1).values, visible)
 
@@ -327,7 +334,7 @@ def test_forward_raises_clear_errors(small_cfg, teacher):
         model(points, top_mask=top_mask, canonical_points=points[:, :100])
     wrong = build_hierarchy(points, (64, 32, 16), (8, 4, 4))
     with pytest.raises(ValueError, match="do not fit this config"):
-        model.forward_encoder(points, top_mask=top_mask, hierarchy=wrong)
+        model.analyse(points, hierarchy=wrong)
 
 
 def test_point_m2ae_mode_needs_no_teacher(small_cfg):
@@ -355,7 +362,8 @@ def test_reconstruction_places_predictions_at_their_centres(small_cfg, teacher):
     points = make_clouds(1, small_cfg.num_points)
     maps = compute_teacher_maps(teacher, points)
     top_mask = random_mask(1, small_cfg.num_centers[-1], 0.8, generator=_gen(2))
-    rec = model.reconstruct(points, maps, top_mask=top_mask, hierarchy=model.build_hierarchy(points))
+    analysis = model.analyse(points, maps, hierarchy=model.build_hierarchy(points))
+    rec = model.reconstruct(analysis, propagate_mask(top_mask, analysis.hierarchy))
     with torch.no_grad():
         out = model(points, maps, top_mask=top_mask)
     level = rec.head_level
@@ -372,7 +380,9 @@ def test_reconstruction_places_predictions_at_their_centres(small_cfg, teacher):
 
 def test_reconstruction_pads_rows_with_different_masked_counts(small_cfg):
     cfg = dataclasses.replace(small_cfg, masking="random")
-    rec = _model(cfg).eval().reconstruct(make_clouds(3, cfg.num_points), generator=_gen(5))
+    model = _model(cfg).eval()
+    analysis = model.analyse(make_clouds(3, cfg.num_points))
+    rec = model.reconstruct(analysis, model.draw_masks(analysis, generator=_gen(5)))
     counts = rec.masks[rec.head_level].sum(1)
     assert rec.masked_valid.sum(1).tolist() == counts.tolist()
     assert rec.pred_points.shape[1] == counts.max() and torch.isfinite(rec.chamfer).all()
@@ -383,12 +393,12 @@ def test_tiny_model_overfits_a_handful_of_shapes(small_cfg, teacher):
     model = _model(small_cfg)
     points = make_clouds(4, small_cfg.num_points, seed=3)
     maps = compute_teacher_maps(teacher, points)
-    hierarchy = model.build_hierarchy(points)  # the split API, so FPS runs once
+    analysis = model.analyse(points, maps)  # the split API, so FPS and the saliency run once
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     losses = []
     for _ in range(100):
-        enc = model.forward_encoder(points, maps, generator=_gen(11), hierarchy=hierarchy)
-        out = model.forward_loss(enc, model.forward_decoder(enc), maps)
+        enc = model.forward_encoder(analysis, model.draw_masks(analysis, generator=_gen(11)))
+        out = model.forward_loss(enc, model.forward_decoder(enc))
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()

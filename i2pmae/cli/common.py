@@ -1,0 +1,67 @@
+"""Pieces every command group shares: the default checkpoint, device choice, JSON output, feature sets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "i2pmae_tiny_modelnet10.safetensors"
+PERCENT = 100.0
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu or cuda (default: a GPU when visible)")
+
+
+def resolve_device(name: str | None):
+    import torch
+
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def write_json(path: str | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def load_pretrained(path: str, device):
+    """A checkpoint's model (eval mode) and its metadata."""
+    from ..checkpoints import load_checkpoint
+
+    model, metadata = load_checkpoint(path, device=device)
+    return model.eval(), metadata
+
+
+def feature_set(model, data: str, split: str, num_points: int | None, args: argparse.Namespace):
+    """(features (n, C), labels (n,), dataset) of one split of ``data``."""
+    from ..data import open_dataset
+    from ..evaluate import extract_features
+
+    dataset = open_dataset(data, split=split, num_points=num_points or model.cfg.num_points)
+    feats, labels = extract_features(model, dataset, pool=args.pool, batch_size=args.batch_size,
+                                     device=resolve_device(args.device), desc=f"{split} features")
+    return feats, labels, dataset
+
+
+def data_record(path: str, split: str, dataset) -> dict:
+    return {"path": str(path), "split": split, "layout": dataset.layout, "shapes": len(dataset),
+            "classes": len(dataset.classes), "points": dataset.num_points, "sampling": dataset.sampling}
+
+
+def checkpoint_record(path: str, metadata: dict) -> dict:
+    keep = ("kind", "teacher", "data", "epoch", "step", "epochs")
+    return {"path": str(path), **{k: metadata[k] for k in keep if k in metadata}}
+
+
+def add_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="pre-trained model (.safetensors)")
+    p.add_argument("--num-points", type=int, default=None, help="points per shape (default: the model's)")
+    p.add_argument("--pool", default="max", choices=("max", "meanmax"), help="token pooling of the feature")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", default=None, help="also write the result and its protocol to this JSON file")
+    add_device(p)
+
+

@@ -1,0 +1,74 @@
+"""``i2pmae explore``: depth views, saliency, random vs guided masks and reconstructions of one shape."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import DEFAULT_CHECKPOINT
+
+DEFAULT_TEMPERATURES = (1.0, 0.003)
+
+
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="write depth views, saliency, random vs guided masks as PNG")
+    p.add_argument("shape", help="a shape file (ply obj off stl pcd xyz txt npy npz)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--num-points", type=int, default=None,
+                   help="points sampled from the shape (default: the paper model's 2048)")
+    p.add_argument("--teacher", default="efficientnet-lite0")
+    p.add_argument("--teacher-weights", default=None, help="local weights file for the teacher")
+    p.add_argument("--mask-ratio", type=float, default=None, help="default: each model's config (0.8)")
+    p.add_argument(
+        "--temperature", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES),
+        help="tau of the guided mask, one panel each (1 = paper; the teacher's saliency sums to 1 over "
+        "14x14 patches, so a small tau such as 0.003 shows the guidance clearly)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--checkpoint", default=None,
+        help="pre-trained model for the reconstructions (default: the shipped one, when present)",
+    )
+    p.set_defaults(func=cmd_explore)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..checkpoints import load_checkpoint
+    from ..explore import analyse_shape, paper_model, write_reconstructions, write_report
+    from ..io import load_points
+    from ..teachers import load_teacher
+
+    checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.exists() else None)
+    name = Path(args.shape).name
+    explorer = paper_model()
+    with tqdm(total=4, desc="explore", unit="step", file=sys.stderr) as steps:
+        points = load_points(args.shape, args.num_points or explorer.cfg.num_points, seed=args.seed)
+        teacher = load_teacher(args.teacher, weights_path=args.teacher_weights)
+        steps.update()
+        analysis = analyse_shape(explorer, points, teacher)  # the one teacher run of this shape
+        steps.update()
+        written = write_report(
+            explorer, analysis, args.out, name=name, teacher_name=teacher.name,
+            mask_ratio=args.mask_ratio, temperatures=args.temperature, seed=args.seed,
+        )
+        steps.update()
+        if checkpoint is None:
+            print("i2pmae explore: no checkpoint, reconstructions skipped", file=sys.stderr)
+        else:
+            model, _ = load_checkpoint(checkpoint)
+            written += write_reconstructions(
+                model.eval(), analysis, args.out, name=name, mask_ratio=args.mask_ratio,
+                temperature=args.temperature[-1], seed=args.seed,
+            )
+        steps.update()
+    for path in written:
+        print(path)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register this group's commands."""
+    _add_explore(sub)
