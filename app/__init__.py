@@ -1,5 +1,8 @@
 """The I2P-MAE Explorer: a Gradio page over the ``i2pmae`` pipeline.
 
-``handlers`` holds plain functions (testable without a browser), ``figures`` the plotly figures,
-``resources`` the lazily loaded teacher, checkpoint and evaluation code, ``ui`` the layout.
+``ui`` lays the page out and wires events to ``handlers``, plain functions testable without a browser.
+They use ``shapes`` (reading and analysing an upload once, in bounded caches from ``cache``),
+``reconstruction`` and ``evaluation`` (classification and few-shot on the checkpoint's features),
+``figures`` (every plotly figure), ``resources`` (the lazily loaded teacher and checkpoint),
+``support_set`` (the bundled few-shot shapes), ``paths`` and ``texts`` (the words on the page).
 """

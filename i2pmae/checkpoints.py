@@ -8,8 +8,10 @@ The teacher is never saved (it is not part of any model here). One ``.safetensor
   :class:`~i2pmae.model.I2PMAEConfig`) and ``metadata`` (JSON of whatever the caller passed: teacher name,
   classes, epoch, ...).
 
-Writes are atomic (temporary file in the same folder, then ``os.replace``). Loads are strict: any missing,
-unexpected or mis-shaped key raises :class:`~i2pmae.model.StateDictMismatchError` naming every key.
+Writes are atomic (temporary file in the same folder, then ``os.replace``) through :func:`atomic_write`,
+the project's one atomic file writer (training states and the app's meshes use it too). Loads are strict:
+any missing, unexpected or mis-shaped key raises :class:`~i2pmae.model.StateDictMismatchError` naming every
+key.
 
 Official I2P-MAE / Point-M2AE ``.pth`` files load through :func:`load_official_state_dict`: the weights are
 read with ``torch.load(weights_only=True, map_location="cpu")``, unwrapped (``base_model`` / ``model`` /
@@ -22,7 +24,8 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from .model import I2PMAE, PointClassifier
 __all__ = [
     "CheckpointError",
     "OFFICIAL_RENAMES",
+    "atomic_write",
     "checkpoint_info",
     "convert_official_checkpoint",
     "load_checkpoint",
@@ -46,6 +50,7 @@ __all__ = [
     "load_pretrained_encoder",
     "map_official_state_dict",
     "save_checkpoint",
+    "save_safetensors_atomic",
 ]
 
 FORMAT = "i2pmae"
@@ -92,19 +97,27 @@ def save_checkpoint(
 def save_safetensors_atomic(
     path: str | os.PathLike, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write a safetensors file through a temporary file in the same folder and ``os.replace``.
+    """Write a safetensors file atomically (:func:`atomic_write`); a kill never leaves half a file."""
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
-    A kill mid-write never leaves half a file at ``path``.
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Create or replace ``path`` with what ``write(tmp)`` writes to a temporary file beside it.
+
+    The temporary file (``.<name>.<pid>.<thread>.tmp``, in the same folder) is renamed onto ``path`` with
+    ``os.replace`` once ``write`` returns, so a kill mid-write never leaves half a file and a concurrent
+    reader sees the old file or the new one, never a part. The file gets the mode ``open()`` gives a new
+    file under this umask, whatever mode ``write`` leaves (safetensors always leaves 0600). Returns ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        # safetensors always leaves a 0600 file; keep the mode open() gives a new file under this umask. Read
-        # it off a file we create, not with os.umask(), which would change the mode process-wide for a moment.
+        # Read the umask's mode off a file we create, not with os.umask(), which would change the mode
+        # process-wide for a moment.
         tmp.touch()
         mode = stat.S_IMODE(tmp.stat().st_mode)
-        save_file(tensors, str(tmp), metadata=metadata)
+        write(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_train import CLASSES, micro_config, shapes
+from helpers import CLASSES, micro_config, shapes
 
 from i2pmae.cli import main
 from i2pmae.data import save_npz

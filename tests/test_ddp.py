@@ -27,23 +27,23 @@ def state_hash(state_dict) -> str:
 def worker(data: str, out: str) -> None:
     """Pre-train the micro model (guided masks, 2D target, teacher cache); write this rank's weight hash."""
     import torch
-    from test_train import GUIDED, FakeTeacher, micro_config
+    from helpers import GUIDED, FakeTeacher, micro_config
 
-    from i2pmae import dist
+    from i2pmae import dist, engine, teacher_cache
     from i2pmae import train as tr
     from i2pmae.config import load_run_config
 
     torch.set_num_threads(1)
-    tr._load_teacher = lambda *args, **kwargs: FakeTeacher()
+    teacher_cache._load_teacher = lambda *args, **kwargs: FakeTeacher()
     model_cfg, train_cfg = load_run_config(micro_config(model=GUIDED, train={"epochs": 2}))
     captured = {}
-    real_save = tr._Loop.save
+    real_save = engine.Loop.save
 
     def save_and_capture(loop):  # the weights every rank holds after each save
         real_save(loop)
         captured["hash"] = state_hash(loop.model.state_dict())
 
-    tr._Loop.save = save_and_capture
+    engine.Loop.save = save_and_capture
     result = tr.pretrain(model_cfg, train_cfg, data, Path(out) / "run")
     Path(out, f"rank{dist.get_rank()}.txt").write_text(f"{captured['hash']} {result.step}")
     dist.cleanup()
@@ -58,8 +58,9 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     import torch
-    from test_train import write_data
+    from helpers import write_data
 
+    from i2pmae import engine
     from i2pmae import train as tr
     from i2pmae.checkpoints import load_checkpoint
 
@@ -75,10 +76,10 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     model, meta = load_checkpoint(tmp_path / "run" / tr.PRETRAINED_FILE)
     assert state_hash(model.state_dict()) == reports[0][0]
     assert meta["world_size"] == NUM_PROCESSES
-    state = torch.load(tmp_path / "run" / tr.STATE_FILE, weights_only=True)
+    state = torch.load(tmp_path / "run" / engine.STATE_FILE, weights_only=True)
     assert len(state["rng"]) == NUM_PROCESSES  # every rank's generators, and they differ
     assert not torch.equal(state["rng"][0]["mask"], state["rng"][1]["mask"])
-    rows = tr.read_log(tmp_path / "run")
+    rows = engine.read_log(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[-1]["loss_2d"] > 0
 
 

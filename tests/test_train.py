@@ -5,61 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import CLASSES, GUIDED, MICRO_MODEL, FakeTeacher, micro_config, shapes, write_data
 
+from i2pmae import engine, teacher_cache
 from i2pmae import train as tr
 from i2pmae.config import load_run_config
-from i2pmae.data import save_npz
 from i2pmae.model import I2PMAE
-from i2pmae.teachers import Teacher
 
-MICRO_MODEL = {
-    "num_points": 64, "num_centers": [32, 16, 8], "group_sizes": [8, 4, 4],
-    "point_embed_widths": [16, 32, 64],
-    "encoder_dims": [16, 32, 64], "encoder_depths": [1, 1, 1], "encoder_heads": [2, 2, 2],
-    "decoder_dims": [64, 32], "decoder_depths": [1, 1], "decoder_heads": [2, 2],
-    "masking": "random", "target_2d": False, "teacher": "efficientnet-lite0", "teacher_dim": 112,
-}  # fmt: skip
-MICRO_TRAIN = {
-    "epochs": 3, "warmup_epochs": 1, "batch_size": 4, "lr": 2e-3, "log_every": 1, "progress": False,
-}  # fmt: skip
-CLASSES = ("sphere", "cube", "disc")
-
-
-def micro_config(model=None, train=None):
-    return {"model": {**MICRO_MODEL, **(model or {})}, "train": {**MICRO_TRAIN, **(train or {})}}
-
-
-def shapes(num_shapes: int, num_points: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy spheres, cube surfaces and discs of random size: (S, P, 3) points and (S,) labels."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(num_shapes) % len(CLASSES)
-    out = []
-    for label in labels:
-        v = rng.normal(size=(num_points, 3))
-        if label == 0:
-            p = v / np.linalg.norm(v, axis=1, keepdims=True)
-        elif label == 1:
-            p = v / np.abs(v).max(axis=1, keepdims=True)
-        else:
-            p = v * np.array([1.0, 1.0, 0.02])
-        out.append(p * rng.uniform(0.5, 2.0) + 0.01 * rng.normal(size=p.shape))
-    return np.stack(out).astype(np.float32), labels
-
-
-def write_data(path, num_shapes=16, seed=0):
-    points, labels = shapes(num_shapes, seed=seed)
-    save_npz(path, points, labels, CLASSES)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine has 2 shared cores: one intra-op thread is several times faster for micro models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_pretrain(tmp_path, name, data, *, model=None, train=None, resume=False):
@@ -71,7 +24,7 @@ def run_pretrain(tmp_path, name, data, *, model=None, train=None, resume=False):
 def test_param_groups_follow_the_paper():
     model_cfg, _ = load_run_config(micro_config(model={"target_2d": True}))
     model = I2PMAE(model_cfg)
-    decay, no_decay = tr.param_groups(model, 0.05)
+    decay, no_decay = engine.param_groups(model, 0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     ids_decay = {id(p) for p in decay["params"]}
     ids_no = {id(p) for p in no_decay["params"]}
@@ -86,13 +39,13 @@ def test_param_groups_follow_the_paper():
 
 def test_lr_schedule_warmup_then_cosine():
     kw = {"total_steps": 110, "warmup_steps": 10, "lr": 1e-3, "min_lr": 1e-5}
-    lrs = [tr.lr_at(s, **kw) for s in range(110)]
+    lrs = [engine.lr_at(s, **kw) for s in range(110)]
     np.testing.assert_allclose(lrs[:10], [1e-3 * (s + 1) / 10 for s in range(10)])
     assert lrs[10] == pytest.approx(1e-3)
     assert lrs[60] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert all(a >= b for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
-    assert tr.lr_at(110, **kw) == pytest.approx(1e-5)
-    assert tr.lr_at(0, total_steps=5, warmup_steps=0, lr=1.0, min_lr=0.0) == pytest.approx(1.0)
+    assert engine.lr_at(110, **kw) == pytest.approx(1e-5)
+    assert engine.lr_at(0, total_steps=5, warmup_steps=0, lr=1.0, min_lr=0.0) == pytest.approx(1.0)
 
 
 def test_config_overrides_and_errors():
@@ -115,7 +68,7 @@ def test_config_overrides_and_errors():
 
 # --------------------------------------------------------------------------------------------- loops
 def _state(run_dir):
-    return torch.load(run_dir / tr.STATE_FILE, weights_only=True)
+    return torch.load(run_dir / engine.STATE_FILE, weights_only=True)
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -123,11 +76,11 @@ def test_resume_continues_exactly(tmp_path):
     train = {"epochs": 3, "save_every": 0}
     full = run_pretrain(tmp_path, "full", data, train=train)
     part = run_pretrain(tmp_path, "part", data, train={**train, "max_steps": 5})  # stops mid-epoch 1
-    saved_at_5 = (tmp_path / "part" / tr.STATE_FILE).read_bytes()
+    saved_at_5 = (tmp_path / "part" / engine.STATE_FILE).read_bytes()
     further = run_pretrain(tmp_path, "part", data, train={**train, "max_steps": 7}, resume=True)
     assert (part.step, further.step, full.step) == (5, 7, 12)
     # A kill after step 7 whose last saved state is step 5: steps 6 and 7 are logged but lost.
-    (tmp_path / "part" / tr.STATE_FILE).write_bytes(saved_at_5)
+    (tmp_path / "part" / engine.STATE_FILE).write_bytes(saved_at_5)
     resumed = run_pretrain(tmp_path, "part", data, train=train, resume=True)
     assert resumed.step == 12
     a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
@@ -136,12 +89,12 @@ def test_resume_continues_exactly(tmp_path):
     for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         assert torch.equal(pa["exp_avg_sq"], pb["exp_avg_sq"])
     assert torch.equal(a["rng"][0]["mask"], b["rng"][0]["mask"])
-    rows = tr.read_log(tmp_path / "part")
+    rows = engine.read_log(tmp_path / "part")
     assert [r["step"] for r in rows] == list(range(1, 13))  # the log continues, nothing repeated
     def timeless(log):
         return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in log]
 
-    assert timeless(rows) == timeless(tr.read_log(tmp_path / "full"))
+    assert timeless(rows) == timeless(engine.read_log(tmp_path / "full"))
 
 
 def test_run_directory_guards(tmp_path):
@@ -190,53 +143,32 @@ def test_tiny_pretraining_lowers_the_loss(tmp_path):
 
     data = write_data(tmp_path / "d.npz", num_shapes=8)
     result = run_pretrain(tmp_path, "run", data, train={"epochs": 20, "warmup_epochs": 2, "lr": 3e-3})
-    assert len(tr.read_log(tmp_path / "run")) == 40
+    assert len(engine.read_log(tmp_path / "run")) == 40
     trained, _ = load_checkpoint(result.checkpoint)
     untrained = I2PMAE(load_run_config(micro_config())[0])
     assert _fixed_mask_loss(trained, data) < 0.9 * _fixed_mask_loss(untrained, data)  # measured: 0.84
 
 
 # --------------------------------------------------------------------------------------------- teacher cache
-class FakeTeacher(Teacher):
-    """A fixed random 1x1 convolution of 16x16-pooled images: cheap, deterministic, teacher-shaped."""
-
-    def __init__(self, dim: int = MICRO_MODEL["teacher_dim"]) -> None:
-        super().__init__(name=MICRO_MODEL["teacher"], dim=dim)
-        self.proj = torch.nn.Conv2d(3, dim, 1)
-        with torch.no_grad():
-            gen = torch.Generator().manual_seed(0)
-            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=gen))
-        self.calls = 0
-        self.freeze()
-
-    def forward(self, images):
-        self.calls += 1
-        pooled = F.avg_pool2d(images, 16)  # (n, 3, 14, 14)
-        features = self.proj(pooled)  # (n, C, 14, 14)
-        return features, torch.softmax(features.mean(1).flatten(1), -1).view_as(pooled[:, 0])
-
-
 @pytest.fixture
 def fake_teacher(monkeypatch):
     teacher = FakeTeacher()
-    monkeypatch.setattr(tr, "_load_teacher", lambda *args, **kwargs: teacher)
+    monkeypatch.setattr(teacher_cache, "_load_teacher", lambda *args, **kwargs: teacher)
     return teacher
 
-
-GUIDED = {"masking": "guided", "target_2d": True}
 
 
 def test_teacher_cache_key_tracks_points_teacher_and_projection():
     points = torch.randn(3, 64, 3)
-    key = tr.teacher_cache_key(points, "efficientnet-lite0", 3, 224)
-    assert key == tr.teacher_cache_key(points.clone(), "efficientnet-lite0", 3, 224)
+    key = teacher_cache.teacher_cache_key(points, "efficientnet-lite0", 3, 224)
+    assert key == teacher_cache.teacher_cache_key(points.clone(), "efficientnet-lite0", 3, 224)
     moved = points.clone()
     moved[2, 5, 1] += 1e-6
-    assert key != tr.teacher_cache_key(moved, "efficientnet-lite0", 3, 224)
-    assert key != tr.teacher_cache_key(points, "clip-vit-b16", 3, 224)
-    assert key != tr.teacher_cache_key(points, "efficientnet-lite0", 2, 224)
-    assert key != tr.teacher_cache_key(points, "efficientnet-lite0", 3, 112)
-    assert key != tr.teacher_cache_key(points[:2], "efficientnet-lite0", 3, 224)
+    assert key != teacher_cache.teacher_cache_key(moved, "efficientnet-lite0", 3, 224)
+    assert key != teacher_cache.teacher_cache_key(points, "clip-vit-b16", 3, 224)
+    assert key != teacher_cache.teacher_cache_key(points, "efficientnet-lite0", 2, 224)
+    assert key != teacher_cache.teacher_cache_key(points, "efficientnet-lite0", 3, 112)
+    assert key != teacher_cache.teacher_cache_key(points[:2], "efficientnet-lite0", 3, 224)
 
 
 def test_cached_maps_equal_live_maps(tmp_path):
@@ -244,9 +176,9 @@ def test_cached_maps_equal_live_maps(tmp_path):
 
     teacher = FakeTeacher()
     points = torch.from_numpy(shapes(5)[0][:, :64])
-    cache = tr.build_teacher_cache(teacher, points, key="k", batch_size=2, progress=False)
+    cache = teacher_cache.build_teacher_cache(teacher, points, key="k", batch_size=2, progress=False)
     cache.save(tmp_path / "c.safetensors", {"teacher": teacher.name})
-    loaded = tr.TeacherCache.load(tmp_path / "c.safetensors")
+    loaded = teacher_cache.TeacherCache.load(tmp_path / "c.safetensors")
     index = torch.tensor([3, 0])
     cached = loaded.maps(index, torch.device("cpu"))
     live = compute_teacher_maps(teacher, points[index])
@@ -269,36 +201,48 @@ def test_pretraining_builds_the_cache_once_and_resumes_exactly(tmp_path, fake_te
     assert resumed.step == full.step == 4
     a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
     assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
-    assert tr.read_log(tmp_path / "full")[-1]["loss_2d"] > 0
+    assert engine.read_log(tmp_path / "full")[-1]["loss_2d"] > 0
 
 
 def test_live_teacher_gives_the_same_run_as_the_cache(tmp_path, fake_teacher):
     data = write_data(tmp_path / "d.npz", num_shapes=8)
     run_pretrain(tmp_path, "cached", data, model=GUIDED, train={"epochs": 1})
     run_pretrain(tmp_path, "live", data, model=GUIDED, train={"epochs": 1, "teacher_cache": False})
-    cached, live = tr.read_log(tmp_path / "cached"), tr.read_log(tmp_path / "live")
+    cached, live = engine.read_log(tmp_path / "cached"), engine.read_log(tmp_path / "live")
     assert [r["loss_3d"] for r in cached] == pytest.approx([r["loss_3d"] for r in live], rel=1e-3)
     assert [r["loss_2d"] for r in cached] == pytest.approx([r["loss_2d"] for r in live], rel=1e-2)
 
 
 # --------------------------------------------------------------------------------------------- fine-tuning
-def test_finetune_selects_on_validation_only(tmp_path):
+def test_finetune_selects_on_validation_only(tmp_path, monkeypatch):
     from i2pmae.checkpoints import checkpoint_info, load_checkpoint
 
     data = write_data(tmp_path / "d.npz", num_shapes=30)
     pre = run_pretrain(tmp_path, "pre", data, train={"epochs": 1})
     config = micro_config(train={"epochs": 2, "val_fraction": 0.2, "votes": 2})
     model_cfg, train_cfg = load_run_config(config)
+    start = {}  # the classifier's encoder as its loop starts: after loading the pre-trained weights
+    real_start_loop = engine.start_loop
+
+    def start_and_capture(model, *args, **kwargs):
+        start.update({key: value.clone() for key, value in model.h_encoder.state_dict().items()})
+        return real_start_loop(model, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "start_loop", start_and_capture)
     result = tr.finetune(model_cfg, train_cfg, data, tmp_path / "ft", pretrained=pre.checkpoint)
     info = checkpoint_info(result.checkpoint)
     meta = info["metadata"]
     assert info["model_class"] == "PointClassifier" and meta["classes"] == list(CLASSES)
     assert meta["val_shapes"] == 6  # 20 % of each class of 10
-    best_logged = max(r["val_acc"] for r in tr.read_log(result.run_dir))
+    best_logged = max(r["val_acc"] for r in engine.read_log(result.run_dir))
     assert meta["best_val_acc"] == pytest.approx(best_logged, abs=1e-5)
     model, _ = load_checkpoint(result.checkpoint)
     pretrained, _ = load_checkpoint(pre.checkpoint)
     assert model.h_encoder.state_dict().keys() == pretrained.h_encoder.state_dict().keys()
+    for key, value in pretrained.h_encoder.state_dict().items():  # fine-tuning started from these weights
+        assert torch.equal(start[key], value), key
+    tuned = model.h_encoder.state_dict()
+    assert not all(torch.equal(tuned[key], value) for key, value in start.items())  # and trained them
     assert (tmp_path / "ft" / tr.LAST_FILE).is_file()
 
 
