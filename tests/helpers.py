@@ -1,11 +1,17 @@
-"""What several test files share: the micro run config, labelled synthetic clouds, a cheap fake teacher.
+"""What several test files share: small model configs, synthetic clouds, fake teachers, the app's test server.
 
 Test files import from here (``from helpers import ...``), never from one another.
 """
 
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from i2pmae.data import save_npz
 from i2pmae.teachers import Teacher
@@ -73,3 +79,120 @@ class FakeTeacher(Teacher):
         pooled = F.avg_pool2d(images, 16)  # (n, 3, 14, 14)
         features = self.proj(pooled)  # (n, C, 14, 14)
         return features, torch.softmax(features.mean(1).flatten(1), -1).view_as(pooled[:, 0])
+
+
+# ------------------------------------------------------------------------------------------------ model
+STAND_IN_DIM = 8
+SMALL_MODEL = dict(  # a 3-level model of 256 points, quick to run, with the stand-in teacher
+    num_points=256,
+    num_centers=(64, 32, 8),
+    group_sizes=(8, 4, 4),
+    point_embed_widths=(16, 16, 32),
+    encoder_dims=(16, 32, 64),
+    encoder_depths=(1, 1, 1),
+    encoder_heads=(2, 2, 2),
+    decoder_dims=(64, 32),
+    decoder_heads=(2, 2),
+    drop_path=0.0,
+    teacher="stand-in",
+    teacher_dim=STAND_IN_DIM,
+)
+
+
+class StandInTeacher(Teacher):
+    """Random-weights teacher with the real interface: a 16x16-patch conv, saliency = softmax of energy.
+
+    Its weights keep requires_grad=True on purpose, so a gradient leaking into the teacher would show.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="stand-in", dim=STAND_IN_DIM)
+        self.patch = nn.Conv2d(3, STAND_IN_DIM, kernel_size=16, stride=16)  # 224 -> 14
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.patch(images)  # (n, C, 14, 14)
+        saliency = features.square().mean(1).flatten(1).softmax(-1).reshape(-1, 14, 14)  # (n, 14, 14)
+        return features, saliency
+
+
+def make_clouds(batch: int, num_points: int, seed: int = 0) -> torch.Tensor:
+    """(B, N, 3) different synthetic surfaces (ellipsoids, boxes), centred, in the unit sphere."""
+    g = torch.Generator().manual_seed(seed)
+    clouds = []
+    for i in range(batch):
+        direction = torch.randn(num_points, 3, generator=g)
+        if i % 2:
+            surface = direction / direction.abs().amax(-1, keepdim=True)  # box
+        else:
+            surface = direction / direction.norm(dim=-1, keepdim=True)  # sphere
+        cloud = surface * (0.4 + torch.rand(3, generator=g))  # anisotropic scale
+        cloud = cloud - cloud.mean(0)
+        clouds.append(cloud / cloud.norm(dim=-1).max())
+    return torch.stack(clouds)
+
+
+# ------------------------------------------------------------------------------------------------ app
+# The app's modules import gradio: they are imported inside the functions, so the core's tests never load it.
+SMALL_SUPPORT_CLASSES = ("chair", "table")
+SMALL_SUPPORT_PER_CLASS = 22  # 2 shots + 20 queries, the least the few-shot protocol accepts
+
+
+def write_small_support(path: Path) -> Path:
+    """A 2-class slice of the bundled support shapes, so that feature extraction stays quick in tests."""
+    from app.paths import SUPPORT_PATH
+
+    with np.load(SUPPORT_PATH) as data:
+        classes = list(data["classes"])
+        keep = np.concatenate([np.flatnonzero(data["labels"] == classes.index(c))[:SMALL_SUPPORT_PER_CLASS]
+                               for c in SMALL_SUPPORT_CLASSES])
+        labels = np.searchsorted([classes.index(c) for c in SMALL_SUPPORT_CLASSES], data["labels"][keep])
+        np.savez(path, points=data["points"][keep], labels=labels, classes=np.array(SMALL_SUPPORT_CLASSES),
+                 names=data["names"][keep])
+    return path
+
+
+def tiny_model(num_centers=(256, 128, 32), num_points=1024):
+    """A small randomly initialised I2PMAE with the shipped teacher, tokenised like the shipped model."""
+    from i2pmae.config import I2PMAEConfig
+    from i2pmae.model import I2PMAE
+
+    torch.manual_seed(0)
+    cfg = I2PMAEConfig(num_points=num_points, num_centers=num_centers, encoder_dims=(24, 48, 96),
+                       encoder_depths=(1, 1, 1), encoder_heads=(2, 2, 2), decoder_dims=(96, 48),
+                       decoder_heads=(2, 2), point_embed_widths=(32, 64, 128), teacher="efficientnet-lite0",
+                       teacher_dim=112)
+    return I2PMAE(cfg).eval()
+
+
+def save_tiny_checkpoint(path: Path) -> Path:
+    """:func:`tiny_model` as a checkpoint file."""
+    from i2pmae.checkpoints import save_checkpoint
+
+    return save_checkpoint(path, tiny_model())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(folder: Path) -> Iterator[str]:
+    """The explorer on a free local port with a small random checkpoint (so every panel has a model)."""
+    import pytest
+
+    from app import support_set
+    from app.resources import CHECKPOINT_ENV
+    from app.ui import build_demo, launch_options
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CHECKPOINT_ENV, str(save_tiny_checkpoint(folder / "tiny.safetensors")))
+        mp.setattr(support_set, "SUPPORT_PATH", write_small_support(folder / "support.npz"))
+        demo = build_demo()
+        options = {**launch_options(), "server_port": _free_port(), "quiet": True}
+        _, url, _ = demo.launch(prevent_thread_lock=True, **options)
+        try:
+            yield url
+        finally:
+            demo.close()

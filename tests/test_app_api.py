@@ -1,51 +1,23 @@
 """The explorer's named endpoints through ``gradio_client``, against a server started on a free port."""
 
-import contextlib
 import io
 import pickle
-import socket
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from helpers import running_server
 
-from app import support_set as support_set_module
-from app.resources import CHECKPOINT_ENV
 from app.shapes import MAX_UPLOAD_BYTES
-from app.ui import build_demo, launch_options
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SHAPE = ASSETS / "chair_0002.off"
 BURST = 10
 RESULT_TIMEOUT_S = 120
 HUGE_POINTS = 5_000_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    """The explorer on a free local port with a small random checkpoint (so every panel has a model)."""
-    from test_app_handlers import save_tiny_checkpoint, write_small_support
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(CHECKPOINT_ENV, str(save_tiny_checkpoint(folder / "tiny.safetensors")))
-        mp.setattr(support_set_module, "SUPPORT_PATH", write_small_support(folder / "support.npz"))
-        demo = build_demo()
-        options = {**launch_options(), "server_port": _free_port(), "quiet": True}
-        _, url, _ = demo.launch(prevent_thread_lock=True, **options)
-        try:
-            yield url
-        finally:
-            demo.close()
 
 
 @pytest.fixture(scope="module")

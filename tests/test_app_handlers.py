@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL_SUPPORT_CLASSES, save_tiny_checkpoint, tiny_model, write_small_support
 
 from app import evaluation, figures, handlers, resources, shapes
 from app import support_set as support_set_module
@@ -217,42 +218,6 @@ def test_greedy_guidance_keeps_the_most_salient_tokens_visible():
 
 
 # ------------------------------------------------------------------------------------------------ checkpoint
-SMALL_SUPPORT_CLASSES = ("chair", "table")
-SMALL_SUPPORT_PER_CLASS = 22  # 2 shots + 20 queries, the least the few-shot protocol accepts
-
-
-def write_small_support(path: Path) -> Path:
-    """A 2-class slice of the bundled support shapes, so that feature extraction stays quick in tests."""
-    with np.load(support_set_module.SUPPORT_PATH) as data:
-        classes = list(data["classes"])
-        keep = np.concatenate([np.flatnonzero(data["labels"] == classes.index(c))[:SMALL_SUPPORT_PER_CLASS]
-                               for c in SMALL_SUPPORT_CLASSES])
-        labels = np.searchsorted([classes.index(c) for c in SMALL_SUPPORT_CLASSES], data["labels"][keep])
-        np.savez(path, points=data["points"][keep], labels=labels, classes=np.array(SMALL_SUPPORT_CLASSES),
-                 names=data["names"][keep])
-    return path
-
-
-def tiny_model(num_centers=(256, 128, 32), num_points=1024):
-    """A small randomly initialised I2PMAE, tokenised like the CPU-sized shipped model by default."""
-    from i2pmae.config import I2PMAEConfig
-    from i2pmae.model import I2PMAE
-
-    torch.manual_seed(0)
-    cfg = I2PMAEConfig(num_points=num_points, num_centers=num_centers, encoder_dims=(24, 48, 96),
-                       encoder_depths=(1, 1, 1), encoder_heads=(2, 2, 2), decoder_dims=(96, 48),
-                       decoder_heads=(2, 2), point_embed_widths=(32, 64, 128), teacher="efficientnet-lite0",
-                       teacher_dim=112)
-    return I2PMAE(cfg).eval()
-
-
-def save_tiny_checkpoint(path: Path) -> Path:
-    """:func:`tiny_model` as a checkpoint file (also used by the API and browser tests)."""
-    from i2pmae.checkpoints import save_checkpoint
-
-    return save_checkpoint(path, tiny_model())
-
-
 @pytest.fixture
 def tiny_checkpoint(tmp_path, monkeypatch):
     """The tiny model as the app's checkpoint, with the 2-class support slice."""

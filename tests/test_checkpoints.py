@@ -8,6 +8,7 @@ import stat
 
 import pytest
 import torch
+from helpers import SMALL_MODEL
 from safetensors.torch import save_file
 
 from i2pmae.checkpoints import (
@@ -26,20 +27,11 @@ from i2pmae.layers import StateDictMismatchError
 from i2pmae.masking import propagate_mask, random_mask
 from i2pmae.model import I2PMAE, PointClassifier
 
-SMALL = I2PMAEConfig(
-    num_points=128,
-    num_centers=(32, 16, 8),
-    group_sizes=(8, 4, 4),
-    point_embed_widths=(8, 8, 16),
-    encoder_dims=(8, 16, 32),
-    encoder_depths=(1, 1, 1),
-    encoder_heads=(2, 2, 2),
-    decoder_dims=(32, 16),
-    decoder_heads=(2, 2),
-    masking="random",
-    teacher="stand-in",
-    teacher_dim=4,
-)
+SMALL = I2PMAEConfig(**{
+    **SMALL_MODEL, "num_points": 128, "num_centers": (32, 16, 8), "point_embed_widths": (8, 8, 16),
+    "encoder_dims": (8, 16, 32), "decoder_dims": (32, 16), "drop_path": 0.1, "masking": "random",
+    "teacher_dim": 4,
+})  # fmt: skip
 # Names that the official code gives to a few of these weights (models/I2P_MAE.py, models/modules.py).
 OFFICIAL_KEYS = (
     "h_encoder.token_embed.0.first_conv.0.weight",
@@ -61,12 +53,7 @@ OFFICIAL_KEYS = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:

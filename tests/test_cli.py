@@ -11,17 +11,11 @@ from helpers import CLASSES, micro_config, shapes
 from i2pmae.cli import main
 from i2pmae.data import save_npz
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, one_thread):
     """A micro config, train/test npz files and a run pre-trained for 2 steps through the CLI."""
     root = tmp_path_factory.mktemp("cli")
     for split, count, seed in (("train", 24, 0), ("test", 15, 1)):
@@ -29,7 +23,6 @@ def workspace(tmp_path_factory):
         save_npz(root / f"{split}.npz", points, labels, CLASSES)
     config = root / "micro.yaml"
     config.write_text(yaml.safe_dump(micro_config(train={"epochs": 1, "max_steps": 2})))
-    torch.set_num_threads(1)
     code = main(["pretrain", "--config", str(config), "--data", str(root / "train.npz"), "--out",
                  str(root / "run"), "train.progress=false"])
     assert code == 0

@@ -115,6 +115,27 @@ def test_cli_explore_writes_pictures(tmp_path, capsys):
     assert top["tokens"] == 64 and top["visible_random"] == top["visible_guided"] == 13
 
 
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="needs the shipped checkpoint")
+def test_cli_explore_runs_the_teacher_and_loads_the_shape_once(tmp_path, monkeypatch):
+    from i2pmae import explore, io
+
+    calls = {"teacher": 0, "load": 0}
+    real_maps, real_load = explore.compute_teacher_maps, io.load_points
+
+    def count(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(explore, "compute_teacher_maps", count("teacher", real_maps))
+    monkeypatch.setattr(io, "load_points", count("load", real_load))
+    shape = os.path.join(ASSETS, "toilet_0001.npy")
+    assert main(["explore", shape, "--out", str(tmp_path), "--temperature", "1", "0.01"]) == 0
+    assert calls == {"teacher": 1, "load": 1}  # report and reconstructions share one analysis
+    assert (tmp_path / "reconstruction_guided.ply").is_file()
+
+
 def test_cli_explore_bad_file_is_one_line(tmp_path, capsys):
     bad = tmp_path / "junk.ply"
     bad.write_bytes(np.random.default_rng(0).bytes(300))

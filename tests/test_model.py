@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL_MODEL, STAND_IN_DIM, StandInTeacher, make_clouds
 from torch import nn
 
 from i2pmae.config import I2PMAEConfig, load_config
@@ -14,66 +15,12 @@ from i2pmae.geometry import build_hierarchy, gather
 from i2pmae.layers import StateDictMismatchError, attention_mask, interpolate_tokens, pack, unpack
 from i2pmae.masking import propagate_mask, random_mask
 from i2pmae.model import I2PMAE, PointClassifier, pool_tokens
-from i2pmae.teachers import Teacher, compute_teacher_maps
+from i2pmae.teachers import compute_teacher_maps
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "pretrain")
-STAND_IN_DIM = 8
-SMALL = dict(
-    num_points=256,
-    num_centers=(64, 32, 8),
-    group_sizes=(8, 4, 4),
-    point_embed_widths=(16, 16, 32),
-    encoder_dims=(16, 32, 64),
-    encoder_depths=(1, 1, 1),
-    encoder_heads=(2, 2, 2),
-    decoder_dims=(64, 32),
-    decoder_heads=(2, 2),
-    drop_path=0.0,
-    teacher="stand-in",
-    teacher_dim=STAND_IN_DIM,
-)
 PAPER_CLASSIFIER_PARAMS = 12.9e6  # the paper's count for the 3D network (encoder + classification head)
 
-
-class StandInTeacher(Teacher):
-    """Random-weights teacher with the real interface: a 16x16-patch conv, saliency = softmax of energy.
-
-    Its weights keep requires_grad=True on purpose, so a gradient leaking into the teacher would show.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(name="stand-in", dim=STAND_IN_DIM)
-        self.patch = nn.Conv2d(3, STAND_IN_DIM, kernel_size=16, stride=16)  # 224 -> 14
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.patch(images)  # (n, C, 14, 14)
-        saliency = features.square().mean(1).flatten(1).softmax(-1).reshape(-1, 14, 14)  # (n, 14, 14)
-        return features, saliency
-
-
-def make_clouds(batch: int, num_points: int, seed: int = 0) -> torch.Tensor:
-    """(B, N, 3) different synthetic surfaces (ellipsoids, boxes), centred, in the unit sphere."""
-    g = torch.Generator().manual_seed(seed)
-    clouds = []
-    for i in range(batch):
-        direction = torch.randn(num_points, 3, generator=g)
-        if i % 2:
-            surface = direction / direction.abs().amax(-1, keepdim=True)  # box
-        else:
-            surface = direction / direction.norm(dim=-1, keepdim=True)  # sphere
-        cloud = surface * (0.4 + torch.rand(3, generator=g))  # anisotropic scale
-        cloud = cloud - cloud.mean(0)
-        clouds.append(cloud / cloud.norm(dim=-1).max())
-    return torch.stack(clouds)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These small tensors run fastest on one thread, and far faster than on two when the 2 cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +31,7 @@ def teacher() -> StandInTeacher:
 
 @pytest.fixture(scope="module")
 def small_cfg() -> I2PMAEConfig:
-    return I2PMAEConfig(**SMALL)
+    return I2PMAEConfig(**SMALL_MODEL)
 
 
 def _model(cfg: I2PMAEConfig, seed: int = 0) -> I2PMAE:
@@ -105,7 +52,8 @@ def test_shipped_configs_load_and_paper_matches_the_dataclass_defaults():
 
 
 def test_load_config_from_dict_with_overrides_and_round_trip():
-    cfg = load_config({"model": {**SMALL, "num_centers": [64, 32, 8]}}, mask_ratio=0.6, masking="random")
+    document = {"model": {**SMALL_MODEL, "num_centers": [64, 32, 8]}}
+    cfg = load_config(document, mask_ratio=0.6, masking="random")
     assert cfg.num_centers == (64, 32, 8) and cfg.mask_ratio == 0.6 and cfg.masking == "random"
     assert load_config(cfg.to_dict()) == cfg
     assert load_config({"temperature": math.inf}).temperature == math.inf
