@@ -269,3 +269,114 @@ def thumbnail(points: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
     colour = THUMB_FAR_RGB + (THUMB_NEAR_RGB - THUMB_FAR_RGB) * shade[winner, None]  # (P, 3)
     image[rows[winner], cols[winner]] = colour.round().astype(np.uint8)
     return image
+
+
+# ----------------------------------------------------------------------------------- what 2D guidance does
+VISIBILITY_SCALE = "Viridis"
+CHART_MARGIN = {"l": 60, "r": 60, "t": 40, "b": 50}
+CURVE_DASHES = ("dot", "solid", "dash", "longdash")
+RANDOM_RGB, GUIDED_RGB = "rgb(127,127,127)", "rgb(31,119,180)"
+PAPER_TAU_RGB, CURRENT_TAU_RGB = "rgb(214,39,40)", "rgb(44,160,44)"
+
+
+def visibility_figure(points: np.ndarray, centers: np.ndarray, chances: Sequence[np.ndarray],
+                      titles: Sequence[str]) -> go.Figure:
+    """Each token (G, 3) coloured by its chance of staying visible (G,) under each mask, side by side.
+
+    One colour scale from 0 to 1 for every panel, so equal colours mean equal chances.
+    """
+    traces = []
+    for i, chance in enumerate(chances):
+        scene, chance = f"scene{_suffix(i)}", np.asarray(chance, dtype=np.float32)
+        traces.append(_scatter3d(points, name="points", color=CONTEXT_RGB, size=CLOUD_MARKER / 2, scene=scene,
+                                 opacity=CONTEXT_OPACITY, hoverinfo="skip", showlegend=False))
+        traces.append(_scatter3d(centers, name="tokens", color=chance, size=TOKEN_MARKER, scene=scene,
+                                 showlegend=False, hoverinfo="text",
+                                 text=[f"P(visible) {p:.3f}" for p in chance],
+                                 marker={"coloraxis": "coloraxis"}))
+    layout = {**_scenes_layout(titles), "showlegend": False,
+              "coloraxis": {"colorscale": VISIBILITY_SCALE, "cmin": 0.0, "cmax": 1.0,
+                            "colorbar": {"title": {"text": "P(visible)"}}}}
+    return go.Figure(data=traces, layout=layout)
+
+
+def visibility_rank_figure(curves: Sequence[tuple[str, np.ndarray]], *, uniform: float) -> go.Figure:
+    """Chance of staying visible (G,) against saliency rank (1 = most salient), one line per sampler.
+
+    ``uniform`` is the random mask's chance, visible / G, drawn as a reference line.
+    """
+    traces = []
+    for i, (name, chance) in enumerate(curves):
+        rank = np.arange(1, len(chance) + 1)
+        traces.append(go.Scatter(x=rank, y=np.asarray(chance), mode="lines+markers", name=name,
+                                 line={"dash": CURVE_DASHES[i % len(CURVE_DASHES)]}, marker={"size": 4}))
+    return go.Figure(data=traces, layout={
+        "template": TEMPLATE, "height": FIG_HEIGHT, "margin": CHART_MARGIN,
+        "xaxis": {"title": {"text": "saliency rank of the token (1 = most salient)"}},
+        "yaxis": {"title": {"text": "chance of staying visible"}, "range": [-0.03, 1.03]},
+        "legend": {"orientation": "h", "y": -0.2, "x": 0.5, "xanchor": "center"},
+        "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": uniform, "y1": uniform,
+                    "line": {"color": RANDOM_RGB, "width": 1, "dash": "dot"}}],
+    })
+
+
+def chamfer_box_figure(random: np.ndarray, guided: np.ndarray, *, guided_name: str,
+                       title: str) -> go.Figure:
+    """Box plots of the Chamfer-L2 (S,) of many mask draws under random and guided masking."""
+    traces = [go.Box(y=np.asarray(values), name=name, boxpoints="all", jitter=0.4, pointpos=0,
+                     marker={"color": colour, "size": 4}, line={"color": colour})
+              for name, values, colour in (("random", random, RANDOM_RGB), (guided_name, guided, GUIDED_RGB))]
+    return go.Figure(data=traces, layout={
+        "template": TEMPLATE, "height": FIG_HEIGHT, "margin": CHART_MARGIN, "showlegend": False,
+        "title": {"text": title, "font": {"size": TITLE_SIZE}, "x": 0.5},
+        "yaxis": {"title": {"text": "Chamfer-L2 (lower is better)"}, "exponentformat": "e"},
+    })
+
+
+@dataclass
+class TauSweep:
+    """Per temperature: log10 tau (T,), saliency kept visible and Chamfer-L2 (mean and std, each (T,))."""
+
+    log10_tau: np.ndarray
+    kept_mean: np.ndarray
+    kept_std: np.ndarray
+    chamfer_mean: np.ndarray | None  # None without a checkpoint
+    chamfer_std: np.ndarray | None
+    random_kept: float  # the random mask's share, the tau -> inf limit
+    random_chamfer: float | None
+
+
+def tau_sweep_figure(sweep: TauSweep, *, paper_log10_tau: float, current_log10_tau: float) -> go.Figure:
+    """Saliency kept visible (left axis) and mean Chamfer-L2 (right axis) against log10 tau."""
+    x = sweep.log10_tau
+    traces = [go.Scatter(x=x, y=100 * sweep.kept_mean, name="saliency kept visible, guided (%)",
+                         mode="lines+markers", line={"color": GUIDED_RGB},
+                         error_y={"type": "data", "array": 100 * sweep.kept_std, "visible": True})]
+    shapes = [_sweep_level(100 * sweep.random_kept, "y", RANDOM_RGB)]
+    if sweep.chamfer_mean is not None:
+        traces.append(go.Scatter(x=x, y=sweep.chamfer_mean, name="Chamfer-L2, guided", yaxis="y2",
+                                 mode="lines+markers", line={"color": PREDICTED, "dash": "dash"},
+                                 error_y={"type": "data", "array": sweep.chamfer_std, "visible": True}))
+        shapes.append(_sweep_level(sweep.random_chamfer, "y2", PREDICTED))
+    annotations = []
+    for value, name, colour in ((paper_log10_tau, "paper τ = 1", PAPER_TAU_RGB),
+                                (current_log10_tau, "current τ", CURRENT_TAU_RGB)):
+        shapes.append({"type": "line", "x0": value, "x1": value, "yref": "paper", "y0": 0, "y1": 1,
+                       "line": {"color": colour, "width": 2}})
+        annotations.append({"x": value, "y": 1.0, "yref": "paper", "text": name, "showarrow": False,
+                            "yanchor": "bottom", "font": {"color": colour}})
+    return go.Figure(data=traces, layout={
+        "template": TEMPLATE, "height": FIG_HEIGHT, "margin": CHART_MARGIN, "shapes": shapes,
+        "annotations": annotations,
+        "xaxis": {"title": {"text": "log₁₀ τ (dotted lines: random masking)"}},
+        "yaxis": {"title": {"text": "saliency kept visible (%)"}},
+        "yaxis2": {"title": {"text": "Chamfer-L2"}, "overlaying": "y", "side": "right",
+                   "exponentformat": "e", "showgrid": False},
+        "legend": {"orientation": "h", "y": -0.2, "x": 0.5, "xanchor": "center"},
+    })
+
+
+def _sweep_level(value: float, axis: str, colour: str) -> dict:
+    """A dotted horizontal line at ``value`` on ``axis`` across the whole sweep."""
+    return {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": axis, "y0": value, "y1": value,
+            "line": {"color": colour, "width": 1, "dash": "dot"}}

@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from i2pmae.explore import EXPLORER_CONFIG, draw_mask_pair, mask_stats, paper_model
 from i2pmae.io import ShapeError
 
-from . import evaluation, figures, reconstruction
+from . import evaluation, figures, guidance, reconstruction
 from .cache import LRUCache
 from .paths import ASSETS_DIR, MANIFEST_PATH
 from .resources import DEFAULT_TEACHER, InvalidInput, Unavailable, get_model, get_teacher
@@ -37,6 +37,9 @@ MIN_MASK_RATIO, MAX_MASK_RATIO = 0.05, 0.95
 # patches of a view), so tau must reach ~1e-5 before softmax(s / tau) picks the most salient tokens greedily.
 MIN_LOG10_TAU, MAX_LOG10_TAU = -5.0, 1.0
 DEFAULT_LOG10_TAU = math.log10(EXPLORER_CONFIG.temperature)  # 0: the paper's tau = 1
+# The page opens on strong guidance, where the difference shows; the paper's tau is one click away.
+TAU_PRESETS = {"paper (τ = 1)": DEFAULT_LOG10_TAU, "strong guidance (τ = 10⁻³)": -3.0}
+STRONG_PRESET = "strong guidance (τ = 10⁻³)"
 DEFAULT_POINTS = EXPLORER_CONFIG.num_points
 DEFAULT_WAYS = 5
 DEFAULT_SHOTS = 5
@@ -194,6 +197,74 @@ def reconstruct(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: 
             model, result.analysis, mask_ratio=ratio, temperature=tau, seed=int(mask_seed)))
 
 
+class GuidanceResult(NamedTuple):
+    """The sampler panels: chance of staying visible on the tokens and by saliency rank, and the numbers."""
+
+    visibility: go.Figure
+    rank_chart: go.Figure
+    numbers: str
+
+
+def preset_log10_tau(preset: str) -> float:
+    """The temperature slider's value (log10 tau) of a preset."""
+    if preset not in TAU_PRESETS:
+        raise gr.Error(f"unknown preset {preset!r}; choose one of {', '.join(TAU_PRESETS)}")
+    return TAU_PRESETS[preset]
+
+
+def guidance_panels(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
+                    teacher: str = DEFAULT_TEACHER, level_tokens: int = DEFAULT_LEVEL,
+                    mask_ratio: float = DEFAULT_MASK_RATIO,
+                    log10_tau: float = DEFAULT_LOG10_TAU) -> GuidanceResult:
+    """What the sampler really does for this shape, ratio and tau (the ``/guidance`` endpoint)."""
+    with user_errors():
+        result = analyse(shape_file, num_points, seed, teacher)
+        panels = guidance.guidance_panels(result, level_index(level_tokens), check_mask_ratio(mask_ratio),
+                                          tau_from_log10(log10_tau))
+    return GuidanceResult(panels.visibility, panels.rank_chart, panels.numbers)
+
+
+def _model_or_message() -> tuple[object, object, go.Figure | None]:
+    """(checkpoint, model, None), or (None, None, a figure saying what is missing)."""
+    try:
+        checkpoint, model = get_model()
+    except Unavailable as err:
+        return None, None, figures.message_figure(str(err))
+    return checkpoint, model, None
+
+
+def chamfer_boxes(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
+                  teacher: str = DEFAULT_TEACHER, mask_ratio: float = DEFAULT_MASK_RATIO,
+                  log10_tau: float = DEFAULT_LOG10_TAU,
+                  progress: gr.Progress = gr.Progress()) -> go.Figure:  # noqa: B008
+    """Box plots of the Chamfer-L2 over many mask seeds under each mask (the ``/chamfer_spread`` endpoint)."""
+    with user_errors():
+        result = analyse(shape_file, num_points, seed, teacher)
+        ratio, tau = check_mask_ratio(mask_ratio), tau_from_log10(log10_tau)
+    checkpoint, model, missing = _model_or_message()
+    if missing is not None:
+        return missing
+    progress(0.1, desc=f"reconstructing under {2 * len(guidance.SPREAD_SEEDS)} masks")
+    random, guided = guidance.chamfer_spread(result, model, checkpoint, ratio, tau)
+    title = f"Chamfer-L2 over {len(random)} mask seeds (mask ratio {ratio:g})"
+    return figures.chamfer_box_figure(random, guided, guided_name=f"2D-guided (τ = {tau:.3g})", title=title)
+
+
+def tau_sweep(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
+              teacher: str = DEFAULT_TEACHER, mask_ratio: float = DEFAULT_MASK_RATIO,
+              log10_tau: float = DEFAULT_LOG10_TAU,
+              progress: gr.Progress = gr.Progress()) -> go.Figure:  # noqa: B008
+    """Saliency kept and mean Chamfer-L2 against log10 tau, the paper's and the current tau marked."""
+    with user_errors():
+        result = analyse(shape_file, num_points, seed, teacher)
+        ratio, current = check_mask_ratio(mask_ratio), math.log10(tau_from_log10(log10_tau))
+    checkpoint, model, _ = _model_or_message()  # without a checkpoint: the saliency curve only
+    progress(0.1, desc=f"sweeping {len(guidance.SWEEP_LOG10_TAUS)} temperatures")
+    sweep = guidance.tau_sweep(result, model, checkpoint, ratio)
+    return figures.tau_sweep_figure(sweep, paper_log10_tau=math.log10(guidance.PAPER_TAU),
+                                    current_log10_tau=current)
+
+
 def remask(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
            teacher: str = DEFAULT_TEACHER, level_tokens: int = DEFAULT_LEVEL,
            mask_ratio: float = DEFAULT_MASK_RATIO, log10_tau: float = DEFAULT_LOG10_TAU,
@@ -239,11 +310,11 @@ def teacher_note(status: dict[str, str]) -> str:
 
 
 def cleared() -> tuple:
-    """Blank panels after the shape is removed."""
+    """Blank panels after the shape is removed: explore, reconstruction, classification, guidance, spread."""
     blank = figures.message_figure("no shape yet")
     result = ExploreResult("Pick a shape from the gallery or upload one.", blank, None, blank, blank, blank,
                            blank, "")
-    return (*result, blank, "", None, "")
+    return (*result, blank, "", None, "", *GuidanceResult(blank, blank, ""), blank, blank)
 
 
 # ----------------------------------------------------------------------------------- classification
@@ -296,9 +367,10 @@ def few_shot_markdown(result: evaluation.FewShotResult, shots: int) -> str:
 
 
 def warm_up() -> None:
-    """Load what the first requests need (on page load): the teacher and, with a checkpoint, the model,
-    the support-shape features and the ModelNet10 probe."""
+    """Load what the first requests need (on page load): the teacher, the explorer's model and, with a
+    checkpoint, the model, the support-shape features and the ModelNet10 probe."""
     get_teacher(DEFAULT_TEACHER)
+    paper_model()
     with contextlib.suppress(Unavailable):
         evaluation.modelnet_probe()
         evaluation.support_features()

@@ -54,6 +54,7 @@ class AnalysedShape:
     teacher: str
     analysis: Analysis  # batch of one
     seconds: float
+    key: tuple  # what the analysis depends on: content digest, points, sampling seed, teacher
 
 
 _shape_cache: LRUCache[LoadedShape] = LRUCache(SHAPE_CACHE_SIZE)
@@ -125,13 +126,15 @@ def analyse(path: str | os.PathLike | None, num_points: int, seed: int, teacher:
     """Load and analyse a shape with ``teacher`` (cached by content and every parameter)."""
     shape = load_shape(path, num_points, seed)
 
+    key = (shape.digest, shape.points.shape[0], int(seed), teacher)
+
     def compute() -> AnalysedShape:
         start = time.perf_counter()
         analysis = analyse_shape(paper_model(), shape.points, get_teacher(teacher))
         return AnalysedShape(shape=shape, teacher=teacher, analysis=analysis,
-                             seconds=time.perf_counter() - start)
+                             seconds=time.perf_counter() - start, key=key)
 
-    return _analysis_cache.get_or_compute((shape.digest, shape.points.shape[0], int(seed), teacher), compute)
+    return _analysis_cache.get_or_compute(key, compute)
 
 
 def clear_caches() -> None:

@@ -34,13 +34,26 @@ is its **token saliency**. Bright tokens are the ones guided masking prefers to 
 MASKS = """
 **How it works.** Both masks hide the same number of tokens (the *mask ratio*). **Random** masking
 picks the visible tokens uniformly. **2D-guided** masking samples them from softmax(saliency / τ).
-τ = 1 is the paper's setting; saliency values are small (about 0.01), so the bias is weak there.
-Lower τ to make the guidance greedy (τ ≈ 0.00001 keeps the most salient tokens), raise it to make
-it random. Compare the mean saliency of the visible tokens and how many of the 10 most salient
-tokens survive. Both masks use the same seed, so they start from the same random draw: at τ = 1
-they often coincide, which shows how weak the guidance is there. The mask is drawn on the top level
-(64 tokens) and passed down: a finer token stays visible only if it is a neighbour of a visible
-coarser one.
+Both masks use the same seed, so they start from the same random draw and every difference is due
+to the saliency. The mask is drawn on the top level (64 tokens) and passed down: a finer token
+stays visible only if it is a neighbour of a visible coarser one.
+
+**At the paper's τ = 1 the bias is weak.** A token's saliency is at most 1 (CLIP's attention, or
+here a map that sums to 1 over 196 patches), so the most and the least likely token differ in
+probability by a factor of at most e ≈ 2.7 with CLIP, and by about 1 % with the shipped teacher:
+the guided mask is almost the random one. The page opens on **strong guidance** (τ = 10⁻³), where
+the most salient tokens nearly always stay visible; the *paper* preset shows the official setting.
+"""
+
+SAMPLER = """
+**What the sampler really does.** One draw says little, so the page draws a thousand masks and
+counts how often each token stays visible. Left: the chance on every token under each mask. Right:
+the chance against the token's saliency rank, for random masking (τ = ∞, a flat line at
+visible / all), the paper's τ = 1, the current τ and the greedy limit τ → 0 (the most salient
+tokens always visible). The table says how strong the guidance is: the ratio between the most and
+the least likely token in softmax(s / τ), the *effective number of tokens* (the perplexity of
+softmax(s / τ): all 64 when uniform, 1 when greedy), and the share of the total saliency that stays
+visible, averaged over the draws.
 """
 
 RECONSTRUCTION = """
@@ -54,6 +67,15 @@ CLASSIFY = """
 **How it works.** The encoder turns the whole shape (nothing masked) into one feature vector; a
 linear classifier trained on ModelNet10 features gives a confidence per class. The model never
 saw labels during pre-training, so good accuracy means the features are meaningful by themselves.
+"""
+
+SPREAD = """
+**Over many draws.** A reconstruction depends on which tokens happen to be hidden, so one draw can
+mislead. Left: the Chamfer-L2 of the pre-trained model for 32 mask seeds under each mask (every dot
+is one draw). Right: how the temperature trades the saliency the encoder sees (solid, left axis)
+against the Chamfer-L2 of what it must rebuild (dashed, right axis; dotted lines: random masking).
+Lower τ keeps more of the salient tokens visible; whether that makes the hidden parts easier or
+harder to rebuild is what the dashed curve measures, for this shape and this checkpoint.
 """
 
 FEW_SHOT = """

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import gradio as gr
@@ -117,19 +118,30 @@ def build_demo() -> gr.Blocks:
             mask_ratio = gr.Slider(handlers.MIN_MASK_RATIO, handlers.MAX_MASK_RATIO,
                                    value=handlers.DEFAULT_MASK_RATIO, step=0.05,
                                    label="mask ratio", elem_id="mask-ratio")
-            log10_tau = gr.Slider(handlers.MIN_LOG10_TAU, handlers.MAX_LOG10_TAU,
-                                  value=handlers.DEFAULT_LOG10_TAU, step=0.1,
-                                  label="temperature: log₁₀ τ", info="0 → τ = 1, the paper's setting; "
-                                  "−5 → τ = 0.00001 (almost greedy)", elem_id="tau")
+            with gr.Column(min_width=260):
+                preset = gr.Radio(list(handlers.TAU_PRESETS), value=handlers.STRONG_PRESET, label="preset",
+                                  elem_id="tau-preset")
+                log10_tau = gr.Slider(handlers.MIN_LOG10_TAU, handlers.MAX_LOG10_TAU,
+                                      value=handlers.TAU_PRESETS[handlers.STRONG_PRESET], step=0.1,
+                                      label="temperature: log₁₀ τ", info="0 → τ = 1, the paper's setting; "
+                                      "−5 → τ = 0.00001 (almost greedy)", elem_id="tau")
             mask_seed = gr.Number(0, precision=0, minimum=0, label="mask seed")
         with _panel(texts.MASKS):
-            masks = gr.Plot(label="visible vs masked tokens", elem_id="masks")
+            masks = gr.Plot(label="visible vs masked tokens (one draw)", elem_id="masks")
             stats = gr.Markdown(elem_id="mask-stats")
+        with _panel(texts.SAMPLER):
+            visibility = gr.Plot(label="each token's chance of staying visible", elem_id="visibility")
+            rank_chart = gr.Plot(label="chance of staying visible vs saliency rank", elem_id="rank-chart")
+            guidance_numbers = gr.Markdown(elem_id="guidance-numbers")
 
         gr.Markdown("## 5. Reconstruction of the masked points")
         with _panel(texts.RECONSTRUCTION):
-            reconstruction = gr.Plot(label="reconstruction under each mask", elem_id="reconstruction")
+            reconstruction = gr.Plot(label="reconstruction under each mask (one draw)",
+                                     elem_id="reconstruction")
             reconstruction_text = gr.Markdown(elem_id="reconstruction-text")
+        with _panel(texts.SPREAD):
+            boxes = gr.Plot(label="Chamfer-L2 over many mask draws", elem_id="chamfer-boxes")
+            sweep = gr.Plot(label="saliency kept and Chamfer-L2 against τ", elem_id="tau-sweep")
 
         gr.Markdown("## 6. Classification (ModelNet10)")
         with _panel(texts.CLASSIFY):
@@ -162,26 +174,48 @@ def build_demo() -> gr.Blocks:
         reconstruct_inputs = shape_inputs + [mask_ratio, log10_tau, mask_seed]
         reconstruct_outputs = [reconstruction, reconstruction_text]
         classify_outputs = [label, classify_text]
+        guidance_inputs = shape_inputs + [level, mask_ratio, log10_tau]
+        guidance_outputs = [visibility, rank_chart, guidance_numbers]
+        spread_inputs = shape_inputs + [mask_ratio, log10_tau]
+
+        def endpoint(name: str | None) -> dict:
+            return {"api_name": name} if name else {"api_visibility": "private"}
+
+        def then_measure(event, named: bool = False):
+            """After the one-draw panels: the sampler over many draws, then Chamfer-L2 over many masks."""
+            (event.success(handlers.guidance_panels, guidance_inputs, guidance_outputs,
+                           **endpoint(named and "guidance"))
+             .success(handlers.chamfer_boxes, spread_inputs, boxes, **endpoint(named and "chamfer_spread"))
+             .success(handlers.tau_sweep, spread_inputs, sweep, **endpoint(named and "tau_sweep")))
 
         def run_explore(event, **kwargs):
-            """Analysis panels first, then the reconstruction, then the class confidences."""
-            (event(handlers.explore, shape_inputs + mask_inputs, explore_outputs, **kwargs)
-             .success(handlers.reconstruct, reconstruct_inputs, reconstruct_outputs, api_visibility="private")
-             .success(handlers.classify_panel, [shape_file], classify_outputs, api_visibility="private"))
+            """Analysis panels first, then the reconstruction, the class confidences and the measurements."""
+            then_measure(event(handlers.explore, shape_inputs + mask_inputs, explore_outputs, **kwargs)
+                         .success(handlers.reconstruct, reconstruct_inputs, reconstruct_outputs,
+                                  api_visibility="private")
+                         .success(handlers.classify_panel, [shape_file], classify_outputs,
+                                  api_visibility="private"))
+
+        def run_remask(event, named: bool = False):
+            """New mask settings: the mask panels and the reconstruction, then the measurements."""
+            then_measure(event(handlers.remask, shape_inputs + mask_inputs, mask_outputs,
+                               show_progress="minimal", trigger_mode="always_last",
+                               **endpoint(named and "remask"))
+                         .success(handlers.reconstruct, reconstruct_inputs, reconstruct_outputs,
+                                  show_progress="minimal", trigger_mode="always_last",
+                                  **endpoint(named and "reconstruct")), named=named)
 
         # Named endpoints first: gradio gives later events of the same function suffixed names.
-        (gr.on([level.change, mask_ratio.release, log10_tau.release, mask_seed.change], handlers.remask,
-               shape_inputs + mask_inputs, mask_outputs, api_name="remask", show_progress="minimal",
-               trigger_mode="always_last")
-         .success(handlers.reconstruct, reconstruct_inputs, reconstruct_outputs, api_name="reconstruct",
-                  show_progress="minimal", trigger_mode="always_last"))
+        mask_moved = [level.change, mask_ratio.release, log10_tau.release, mask_seed.change]
+        run_remask(functools.partial(gr.on, mask_moved), named=True)
+        run_remask(preset.input(handlers.preset_log10_tau, preset, log10_tau, api_visibility="private").then)
         run_explore(analyse.click, api_name="explore")
         for trigger in (shape_file.upload, num_points.release, seed.submit, teacher.change):
             run_explore(trigger, api_visibility="private")
         run_explore(gallery.select(handlers.pick_example, None, shape_file, api_visibility="private").then,
                     api_visibility="private")
-        shape_file.clear(handlers.cleared, None, explore_outputs + reconstruct_outputs + classify_outputs,
-                         api_visibility="private")
+        shape_file.clear(handlers.cleared, None, explore_outputs + reconstruct_outputs + classify_outputs
+                         + guidance_outputs + [boxes, sweep], api_visibility="private")
         classify_button.click(handlers.classify, [shape_file], label, api_name="classify")
         demo.load(handlers.warm_up, None, None, api_visibility="private", show_progress="hidden")
         fs_button.click(handlers.few_shot, [fs_classes, fs_shots, fs_seed, fs_uploads, shape_file],

@@ -31,7 +31,9 @@ from i2pmae.geometry import build_hierarchy  # noqa: E402
 from i2pmae.io import load_points, read_shape  # noqa: E402
 from i2pmae.projection import project  # noqa: E402
 
-TARGETS_S = {"first full result": 1.0, "slider change: masks": 0.2, "slider change: reconstruction": 0.2}
+TARGETS_S = {"first full result": 1.0, "slider change: masks": 0.2, "slider change: reconstruction": 0.2,
+             "new tau: sampler panels (1000 draws)": 1.0, "new tau: Chamfer over 32 mask seeds": 2.0,
+             "new shape: tau sweep": 3.0}
 DEFAULT_SHAPE = REPO / "assets" / "chair_0001.off"
 SLIDER_LOG10_TAUS = (-3.0, -2.0, -1.0, 0.0, 1.0)
 
@@ -93,9 +95,23 @@ def user_timings(shape: Path, num_points: int, repeat: int) -> dict[str, float]:
     def slider_reconstruction() -> None:
         handlers.reconstruct(str(shape), num_points, log10_tau=next(taus), mask_seed=next(seeds))
 
+    fresh_ratios = (0.5 + 0.01 * i for i in itertools.count())  # a new ratio: never a cached measurement
+
+    def sampler_panels() -> None:
+        handlers.guidance_panels(str(shape), num_points, log10_tau=next(taus))
+
+    def chamfer_spread() -> None:
+        handlers.chamfer_boxes(str(shape), num_points, mask_ratio=next(fresh_ratios))
+
+    def sweep() -> None:
+        handlers.tau_sweep(str(shape), num_points, mask_ratio=next(fresh_ratios))
+
     return {"first full result": median_seconds(first_result, repeat),
             "slider change: masks": median_seconds(slider_masks, repeat),
-            "slider change: reconstruction": median_seconds(slider_reconstruction, repeat)}
+            "slider change: reconstruction": median_seconds(slider_reconstruction, repeat),
+            "new tau: sampler panels (1000 draws)": median_seconds(sampler_panels, repeat),
+            "new tau: Chamfer over 32 mask seeds": median_seconds(chamfer_spread, repeat),
+            "new shape: tau sweep": median_seconds(sweep, repeat)}
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from .teachers import Teacher, compute_teacher_maps
 EXPLORER_CONFIG = get_config("paper")  # the mask panels' tokenisation: 512 / 256 / 64 tokens of 2048 points
 TOP_SALIENT = 10  # "how many of the 10 most salient tokens stay visible"
 MASK_KINDS = ("random", "guided")
+SAMPLER_DRAWS = 1000  # masks drawn at once to estimate each token's chance of staying visible
+GREEDY_TAU = 1e-12  # "tau -> 0": far below any saliency gap, so the sampler keeps the most salient tokens
 
 
 @dataclass
@@ -121,6 +124,88 @@ def mask_stats(analysis: Analysis, masks: MaskPair, level: int) -> dict[str, flo
 
 def _masked_mean(values: Tensor, keep: Tensor) -> float:
     return float(values[keep].mean()) if bool(keep.any()) else float("nan")
+
+
+@dataclass
+class SamplerStats:
+    """What the mask sampler does for one shape, ratio and temperature, from :data:`SAMPLER_DRAWS` draws.
+
+    ``visible_*`` hold each token's chance of staying visible per level (G_s,); ``kept_*`` the share of the
+    top-level token saliency that stays visible, as (mean, std) over the draws.
+    """
+
+    temperature: float
+    draws: int
+    visible_random: list[Tensor]
+    visible_guided: list[Tensor]
+    kept_random: tuple[float, float]
+    kept_guided: tuple[float, float]
+    log_ratio: float  # log of the largest / smallest probability of softmax(saliency / tau)
+    effective_tokens: float  # perplexity of softmax(saliency / tau): G when uniform, 1 when greedy
+
+
+def softmax_strength(saliency: Tensor, temperature: float) -> tuple[float, float]:
+    """(log of max/min probability, perplexity) of softmax(saliency / tau) over (G,) token saliency."""
+    if math.isinf(temperature):
+        return 0.0, float(saliency.numel())
+    logits = saliency.double() / temperature  # (G,)
+    log_p = logits - torch.logsumexp(logits, dim=0)
+    entropy = -(log_p.exp() * log_p).nan_to_num().sum()  # 0 * log 0 = 0 for underflowed tokens
+    return float(logits.max() - logits.min()), float(entropy.exp())
+
+
+def sampler_stats(
+    model: I2PMAE,
+    analysis: Analysis,
+    *,
+    mask_ratio: float | None = None,
+    temperature: float | None = None,
+    draws: int = SAMPLER_DRAWS,
+    seed: int = 0,
+) -> SamplerStats:
+    """Estimate each token's chance of staying visible under random and guided masks (one batch of draws).
+
+    Both modes draw from generators seeded alike, as :func:`draw_mask_pair` does, through
+    :meth:`I2PMAE.draw_masks` on the analysis repeated ``draws`` times.
+    """
+    tau = model.cfg.temperature if temperature is None else temperature
+    many = analysis.expand(draws)
+    saliency = analysis.token_saliency[-1][0]  # (G_top,)
+
+    def draw(mode: str) -> tuple[list[Tensor], tuple[float, float]]:
+        generator = torch.Generator(device=analysis.points.device).manual_seed(int(seed))
+        masks = model.draw_masks(many, mask_ratio=mask_ratio, temperature=tau, mode=mode, generator=generator)
+        visible = [(~m).double().mean(0) for m in masks]  # per level (G_s,)
+        kept = (~masks[-1]).double() @ saliency.double() / saliency.double().sum()  # (draws,)
+        return visible, (float(kept.mean()), float(kept.std()))
+
+    (visible_random, kept_random), (visible_guided, kept_guided) = draw("random"), draw("guided")
+    log_ratio, effective = softmax_strength(saliency, tau)
+    return SamplerStats(temperature=tau, draws=draws, visible_random=visible_random, visible_guided=visible_guided,
+                        kept_random=kept_random, kept_guided=kept_guided, log_ratio=log_ratio,
+                        effective_tokens=effective)
+
+
+def chamfer_over_seeds(
+    model: I2PMAE,
+    analysis: Analysis,
+    *,
+    seeds: Sequence[int],
+    temperatures: Sequence[float],
+    mask_ratio: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Chamfer-L2 of the model's reconstruction for every mask seed (and temperature), in one batch.
+
+    The masks are those of :func:`draw_mask_pair` for each seed, on the model's own tokens. Returns the
+    random masks' (S,) and the guided masks' (T, S), one row per temperature.
+    """
+    own = retokenise(model, analysis)
+    pairs = [[draw_mask_pair(model, own, mask_ratio=mask_ratio, temperature=t, seed=seed) for seed in seeds]
+             for t in temperatures]  # (T, S) pairs; the random halves do not depend on t
+    rows = [pair.random for pair in pairs[0]] + [pair.guided for row in pairs for pair in row]
+    levels = [torch.stack(level) for level in zip(*rows, strict=True)]  # per level (S + T S, G_s)
+    chamfer = model.reconstruct(own.expand(len(rows)), levels).chamfer  # (S + T S,)
+    return chamfer[: len(seeds)], chamfer[len(seeds):].view(len(temperatures), len(seeds))
 
 
 def reconstruct_pair(model: I2PMAE, analysis: Analysis, masks: MaskPair) -> Reconstruction:

@@ -15,7 +15,8 @@ VIEWPORT = {"width": 1400, "height": 1000}
 EXAMPLE_INDEX = 4  # chair_0001.off in assets/manifest.json
 EXAMPLE_NAME = "chair_0001.off"
 RENDER_TIMEOUT_MS = 90_000
-PLOTS = ("cloud", "depth", "saliency", "token-saliency", "masks", "reconstruction")
+PLOTS = ("cloud", "depth", "saliency", "token-saliency", "masks", "reconstruction", "visibility",
+         "rank-chart", "chamfer-boxes", "tau-sweep")
 MIN_PLOT_PX = 100
 SCREENSHOT_ENV = "I2PMAE_SCREENSHOTS"
 
@@ -88,7 +89,7 @@ def test_gallery_example_renders_every_panel(page):
 def test_tau_slider_redraws_the_guided_mask(page):
     _open_example(page)
     stats = page.locator("#mask-stats")
-    assert "τ = 1)" in stats.inner_text()
+    assert "τ = 0.001)" in stats.inner_text()  # the page opens on the strong-guidance preset
     before = stats.inner_text()
     slider = page.locator("#tau input[type=range]")
     slider.fill("-5")  # the knob to the left end, then let go of it
@@ -96,6 +97,18 @@ def test_tau_slider_redraws_the_guided_mask(page):
     page.locator("#mask-stats", has_text="τ = 1e-05").wait_for()
     assert stats.inner_text() != before
     _screenshot(page, "tau.png")
+
+
+def test_presets_switch_between_the_paper_and_strong_guidance(page):
+    _open_example(page)
+    numbers = page.locator("#guidance-numbers")
+    numbers.locator("table", has_text="τ = 0.001").wait_for()
+    page.locator("#tau-preset label", has_text="paper").click()
+    page.locator("#mask-stats", has_text="τ = 1)").wait_for()
+    numbers.locator("table", has_text="τ = 1)").wait_for()
+    assert page.locator("#tau input[type=number]").input_value() == "0"
+    _wait_for_plot(page, "tau-sweep")
+    _screenshot(page, "paper-preset.png")
 
 
 def test_bad_upload_shows_a_readable_error_and_the_page_keeps_working(page, tmp_path):

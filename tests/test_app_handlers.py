@@ -167,7 +167,9 @@ def test_bad_files_raise_readable_gradio_errors(tmp_path, name, content, message
 
 
 def test_clearing_the_shape_blanks_every_output():
-    assert len(handlers.cleared()) == len(handlers.ExploreResult._fields) + 2 + 2  # + reconstruction, classes
+    # + reconstruction, classes, the sampler panels, and the box plots and the sweep
+    expected = len(handlers.ExploreResult._fields) + 2 + 2 + len(handlers.GuidanceResult._fields) + 2
+    assert len(handlers.cleared()) == expected
 
 
 def test_no_shape_and_oversized_upload(tmp_path, monkeypatch):
@@ -308,3 +310,49 @@ def test_panels_without_a_checkpoint_say_so():
     assert label is None and "No checkpoint found at" in text
     with pytest.raises(gr.Error, match="No checkpoint found at"):
         handlers.few_shot(["chair", "table"], 3, 0, [], None)
+
+
+# ------------------------------------------------------------------------------------------------ guidance
+def test_guidance_panels_show_the_sampler_over_many_draws():
+    paper = handlers.guidance_panels(str(MESH), num_points=1024, log10_tau=0.0)
+    strong = handlers.guidance_panels(str(MESH), num_points=1024, log10_tau=-3.0)
+    assert "1000 draws" in paper.numbers and "effective number of tokens" in paper.numbers
+    assert [t.name for t in paper.rank_chart.data] == ["τ = ∞ (random)", "τ = 1 (paper)", "τ = 1 (current)",
+                                                       "τ → 0 (greedy)"]
+    random, _, current, greedy = (np.asarray(t.y) for t in strong.rank_chart.data)
+    assert np.allclose(random.mean(), 13 / 64) and np.allclose(greedy, [1.0] * 13 + [0.0] * 51)
+    assert current[:5].mean() > 0.9 > 0.05 > current[-20:].mean()  # strong guidance: salient ones stay
+    chances = [np.asarray(t.marker.color) for t in paper.visibility.data if t.name == "tokens"]
+    assert len(chances) == 2 and all(c.shape == (64,) for c in chances)
+    fine = handlers.guidance_panels(str(MESH), num_points=1024, level_tokens=512)
+    assert [np.asarray(t.marker.color).shape for t in fine.visibility.data if t.name == "tokens"] == [(512,)] * 2
+    with pytest.raises(gr.Error, match="log10"):
+        handlers.guidance_panels(str(MESH), num_points=1024, log10_tau=-9.0)
+
+
+def test_presets_set_the_temperature():
+    assert handlers.preset_log10_tau("paper (τ = 1)") == 0.0
+    assert handlers.preset_log10_tau(handlers.STRONG_PRESET) == -3.0
+    with pytest.raises(gr.Error, match="unknown preset"):
+        handlers.preset_log10_tau("loud")
+
+
+def test_spread_and_sweep_without_a_checkpoint_say_so_but_keep_the_saliency_curve():
+    boxes = handlers.chamfer_boxes(str(MESH), num_points=1024)
+    assert "No checkpoint found at" in boxes.layout.annotations[0].text
+    sweep = handlers.tau_sweep(str(MESH), num_points=1024, log10_tau=-3.0)
+    kept = np.asarray(sweep.data[0].y)
+    assert len(sweep.data) == 1 and len(kept) == 7 and kept[0] > kept[-1]  # tau = 1e-5 keeps the most
+
+
+def test_spread_and_sweep_with_a_checkpoint(tiny_checkpoint):
+    boxes = handlers.chamfer_boxes(str(MESH), num_points=1024, log10_tau=-3.0)
+    assert [t.name for t in boxes.data] == ["random", "2D-guided (τ = 0.001)"]
+    assert all(len(t.y) == 32 and np.all(np.asarray(t.y) > 0) for t in boxes.data)
+    figure, _ = handlers.reconstruct(str(MESH), num_points=1024, log10_tau=-3.0, mask_seed=5)
+    single = float(figure.layout.annotations[1].text.split("Chamfer-L2 ")[1])
+    assert np.isclose(boxes.data[1].y[5], single, rtol=1e-2)  # seed 5 of the box is the draw shown in 3D
+    sweep = handlers.tau_sweep(str(MESH), num_points=1024, log10_tau=-3.0)
+    assert [t.yaxis for t in sweep.data] == [None, "y2"] and len(sweep.data[1].y) == 7  # Chamfer: right axis
+    again = handlers.chamfer_boxes(str(MESH), num_points=1024, log10_tau=-3.0)  # cached: the same draws
+    assert np.array_equal(again.data[1].y, boxes.data[1].y)

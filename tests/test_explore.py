@@ -1,5 +1,6 @@
 """The explore pipeline: saliency per level, paired masks, their statistics, and `i2pmae explore`."""
 
+import itertools
 import json
 import math
 import os
@@ -11,10 +12,19 @@ import torch
 from i2pmae.cli import main
 from i2pmae.cli.common import DEFAULT_CHECKPOINT
 from i2pmae.config import get_config
-from i2pmae.explore import MaskPair, analyse_shape, draw_mask_pair, mask_stats, write_reconstructions
+from i2pmae.explore import (
+    MaskPair,
+    analyse_shape,
+    chamfer_over_seeds,
+    draw_mask_pair,
+    mask_stats,
+    sampler_stats,
+    softmax_strength,
+    write_reconstructions,
+)
 from i2pmae.geometry import build_hierarchy
 from i2pmae.io import load_points
-from i2pmae.masking import num_visible
+from i2pmae.masking import guided_mask, num_visible
 from i2pmae.model import I2PMAE, Analysis, create_model
 from i2pmae.teachers import load_teacher
 
@@ -160,3 +170,75 @@ def test_reconstructions_are_written_for_both_masks(tmp_path):
     # Three colours: visible input, masked ground truth, prediction.
     assert len(np.unique(body[:, 3:], axis=0)) == 3
     assert np.all(np.abs(body[:, :3]) < 2.0)
+
+
+# ------------------------------------------------------------------------------------------------ sampler
+def _plackett_luce_inclusion(p: list[float], keep: int) -> list[float]:
+    """Exact chance that each item is among the first ``keep`` of an ordered draw without replacement."""
+    chance = [0.0] * len(p)
+    for order in itertools.permutations(range(len(p)), keep):
+        prob, left = 1.0, 1.0
+        for i in order:
+            prob *= p[i] / left
+            left -= p[i]
+        for i in order:
+            chance[i] += prob
+    return chance
+
+
+def _small_analysis(saliency: torch.Tensor) -> tuple[I2PMAE, Analysis]:
+    """A 6-token top level over 24 points with the given top-level saliency (1, 6)."""
+    model = create_model("tiny", num_points=24, num_centers=(12, 8, 6), group_sizes=(4, 2, 2))
+    points = torch.rand(1, 24, 3, generator=torch.Generator().manual_seed(0))
+    hierarchy = build_hierarchy(points, (12, 8, 6), (4, 2, 2))
+    levels = [torch.zeros(1, g) for g in (12, 8)] + [saliency]
+    return model, Analysis(points=points, canonical_points=points, hierarchy=hierarchy, teacher_maps=None,
+                           token_saliency=levels)
+
+
+def test_sampler_stats_equal_brute_force_counts_of_single_draws():
+    saliency = torch.tensor([[0.9, 0.5, 0.4, 0.1, 0.05, 0.0]])
+    model, analysis = _small_analysis(saliency)
+    stats = sampler_stats(model, analysis, mask_ratio=0.5, temperature=0.2, draws=400, seed=7)
+    generator = torch.Generator().manual_seed(7)  # the same stream, one mask at a time
+    counts = torch.zeros(6)
+    for _ in range(400):
+        counts += ~guided_mask(saliency, 0.5, temperature=0.2, generator=generator)[0]
+    torch.testing.assert_close(stats.visible_guided[-1], counts.double() / 400)
+    assert stats.visible_guided[0].shape == (12,) and stats.draws == 400
+
+
+def test_sampler_stats_match_the_exact_plackett_luce_inclusion_chances():
+    saliency = torch.tensor([[0.9, 0.5, 0.4, 0.1, 0.05, 0.0]])
+    model, analysis = _small_analysis(saliency)
+    tau, draws = 0.3, 20_000
+    stats = sampler_stats(model, analysis, mask_ratio=0.5, temperature=tau, draws=draws)
+    exact = _plackett_luce_inclusion(torch.softmax(saliency[0] / tau, 0).tolist(), keep=3)
+    tolerance = 4 * math.sqrt(0.25 / draws)  # 4 binomial standard errors at most
+    assert np.allclose(stats.visible_guided[-1].numpy(), exact, atol=tolerance)
+    log_ratio, effective = softmax_strength(saliency[0], tau)
+    assert log_ratio == pytest.approx(0.9 / tau)
+    p = torch.softmax(saliency[0].double() / tau, 0).numpy()
+    assert effective == pytest.approx(math.exp(-(p * np.log(p)).sum()))
+
+
+def test_infinite_temperature_is_the_uniform_random_sampler(model, analysis):
+    stats = sampler_stats(model, analysis, mask_ratio=0.75, temperature=math.inf, draws=1000, seed=1)
+    keep = num_visible(CENTERS[-1], 0.75)
+    for guided, random in zip(stats.visible_guided, stats.visible_random, strict=True):
+        assert torch.equal(guided, random)  # the same masks, draw for draw
+    top = stats.visible_random[-1]
+    assert float(top.mean()) == pytest.approx(keep / CENTERS[-1])  # every draw keeps exactly `keep`
+    assert float((top - keep / CENTERS[-1]).abs().max()) < 4 * math.sqrt(0.25 / 1000)
+    assert (stats.log_ratio, stats.effective_tokens) == (0.0, CENTERS[-1])
+    assert stats.kept_guided == stats.kept_random
+
+
+def test_chamfer_over_seeds_repeats_the_single_draw_reconstructions(analysis):
+    model = I2PMAE(get_config("tiny", num_points=1024, num_centers=CENTERS, group_sizes=GROUPS)).eval()
+    random, guided = chamfer_over_seeds(model, analysis, seeds=[0, 3], temperatures=[1.0, 0.01])
+    assert random.shape == (2,) and guided.shape == (2, 2)
+    for i, seed in enumerate((0, 3)):
+        pair = draw_mask_pair(model, analysis, temperature=0.01, seed=seed)
+        single = model.reconstruct(analysis, [m[None] for m in pair.guided]).chamfer[0]
+        torch.testing.assert_close(guided[1, i], single, rtol=1e-4, atol=1e-7)
