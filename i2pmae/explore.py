@@ -181,9 +181,9 @@ def sampler_stats(
 
     (visible_random, kept_random), (visible_guided, kept_guided) = draw("random"), draw("guided")
     log_ratio, effective = softmax_strength(saliency, tau)
-    return SamplerStats(temperature=tau, draws=draws, visible_random=visible_random, visible_guided=visible_guided,
-                        kept_random=kept_random, kept_guided=kept_guided, log_ratio=log_ratio,
-                        effective_tokens=effective)
+    return SamplerStats(temperature=tau, draws=draws, visible_random=visible_random,
+                        visible_guided=visible_guided, kept_random=kept_random, kept_guided=kept_guided,
+                        log_ratio=log_ratio, effective_tokens=effective)
 
 
 def chamfer_over_seeds(
