@@ -19,6 +19,7 @@ import torch
 from sklearn.decomposition import PCA
 from torch import nn
 
+from i2pmae.checkpoints import CheckpointError
 from i2pmae.data import PointCloudDataset
 from i2pmae.evaluate import (
     FEW_SHOT_QUERIES,
@@ -29,6 +30,7 @@ from i2pmae.evaluate import (
     load_probe,
     probe_path,
 )
+from i2pmae.novelty import NoveltyModel, fit_novelty, load_novelty, novelty_path
 
 from .resources import InvalidInput, Unavailable, get_model, locked_cache
 from .shapes import load_shape
@@ -69,12 +71,21 @@ def _probe(model: nn.Module, shipped: Path | None, support: PointCloudDataset) -
     if shipped is None:
         features, labels, classes = support_features()
         return fit_linear_probe(features, labels, classes)
-    probe = load_probe(shipped)
-    width = model.extract_features(support[0]["points"][None]).shape[1]
-    if probe.weight.shape[1] != width:
-        raise Unavailable(f"the probe {shipped} takes {probe.weight.shape[1]} features; the checkpoint "
-                          f"gives {width}: they do not belong together")
+    try:
+        probe = load_probe(shipped)
+    except CheckpointError as err:  # NaN / infinite weights: refused with the tensor's name
+        raise Unavailable(f"the probe {shipped} cannot be used: {err}") from err
+    _check_width(f"the probe {shipped}", probe.weight.shape[1], model, support)
     return probe
+
+
+@torch.no_grad()
+def _check_width(what: str, width: int, model: nn.Module, support: PointCloudDataset) -> None:
+    """A shipped file that takes ``width`` features must belong to this checkpoint."""
+    given = model.extract_features(support[0]["points"][None]).shape[1]
+    if width != given:
+        raise Unavailable(f"{what} takes {width} features; the checkpoint gives {given}: they do not belong "
+                          "together")
 
 
 def shipped_probe(checkpoint: Path) -> Path | None:
@@ -103,6 +114,37 @@ def classify(path: str | os.PathLike) -> dict[str, float]:
     probe = modelnet_probe()
     probabilities = probe.predict_proba(torch.from_numpy(shape_features([path])))[0]  # (K,)
     return {name: float(p) for name, p in zip(probe.classes, probabilities, strict=True)}
+
+
+@locked_cache
+def _novelty(model: nn.Module, shipped: Path | None, support: PointCloudDataset) -> NoveltyModel:
+    if shipped is None:
+        features, labels, _ = support_features()
+        return fit_novelty(features, labels)
+    try:
+        novelty = load_novelty(shipped)
+    except ValueError as err:  # another kind of file, NaN / infinite tensors, a bad threshold
+        raise Unavailable(f"the novelty model {shipped} cannot be used: {err}") from err
+    _check_width(f"the novelty model {shipped}", novelty.mean.shape[0], model, support)
+    return novelty
+
+
+def shipped_novelty(checkpoint: Path) -> Path | None:
+    """The checkpoint's novelty model (``i2pmae.novelty.novelty_path``) if it exists."""
+    path = novelty_path(checkpoint)
+    return path if path.is_file() else None
+
+
+def modelnet_novelty() -> NoveltyModel:
+    """How unlike the ModelNet10 training shapes a feature is: the model shipped beside the checkpoint, or one
+    fitted on the bundled support shapes (threshold from a validation split of them)."""
+    path, model = get_model()
+    return _novelty(model, shipped_novelty(path), support_set())
+
+
+def novelty(path: str | os.PathLike) -> dict:
+    """``{"score", "known", "threshold"}`` of one shape file (higher score = more novel)."""
+    return modelnet_novelty().assess(torch.from_numpy(shape_features([path])))[0]
 
 
 def upload_class(path: str | os.PathLike) -> str:

@@ -310,11 +310,12 @@ def teacher_note(status: dict[str, str]) -> str:
 
 
 def cleared() -> tuple:
-    """Blank panels after the shape is removed: explore, reconstruction, classification, guidance, spread."""
+    """Blank panels after the shape is removed: explore, reconstruction, classification (and novelty),
+    guidance, spread."""
     blank = figures.message_figure("no shape yet")
     result = ExploreResult("Pick a shape from the gallery or upload one.", blank, None, blank, blank, blank,
                            blank, "")
-    return (*result, blank, "", None, "", *GuidanceResult(blank, blank, ""), blank, blank)
+    return (*result, blank, "", None, "", None, *GuidanceResult(blank, blank, ""), blank, blank)
 
 
 # ----------------------------------------------------------------------------------- classification
@@ -325,13 +326,31 @@ def classify(shape_file: str | None, progress: gr.Progress = gr.Progress()) -> d
         return evaluation.classify(check_file(shape_file))
 
 
-def classify_panel(shape_file: str | None) -> tuple[dict[str, float] | None, str]:
-    """The classification panel: confidences, or what is missing to compute them."""
+def novelty(shape_file: str | None) -> dict:
+    """How unlike the ModelNet10 training shapes this shape is (the ``/novelty`` endpoint):
+    ``{"score": float, "known": bool, "threshold": float}``, higher score = more novel."""
+    with user_errors():
+        return evaluation.novelty(check_file(shape_file))
+
+
+def novelty_markdown(result: dict, num_classes: int) -> str:
+    """One sentence above the confidences: whether the classifier's classes apply to this shape at all."""
+    numbers = f"novelty score {result['score']:.3g}, threshold {result['threshold']:.3g}"
+    if result["known"]:
+        return f"Looks like the ModelNet10 training shapes ({numbers})."
+    return (f"**Not one of the {num_classes} classes this classifier knows** ({numbers}): its features are "
+            "unlike the ModelNet10 training shapes, so read the confidences below as the nearest known "
+            "classes, not as an answer.")
+
+
+def classify_panel(shape_file: str | None) -> tuple[dict[str, float] | None, str, dict | None]:
+    """The classification panel: novelty verdict, confidences, or what is missing to compute them."""
     try:
-        confidences = classify(shape_file)
+        confidences, verdict = classify(shape_file), novelty(shape_file)
     except gr.Error as err:
-        return None, f"**{err.message}**"
-    return confidences, f"Linear probe on frozen features: {evaluation.probe_description()}."
+        return None, f"**{err.message}**", None
+    source = f"Linear probe on frozen features: {evaluation.probe_description()}."
+    return confidences, f"{novelty_markdown(verdict, len(confidences))}\n\n{source}", verdict
 
 
 # ----------------------------------------------------------------------------------- few-shot

@@ -67,6 +67,11 @@ CLASSIFY = """
 **How it works.** The encoder turns the whole shape (nothing masked) into one feature vector; a
 linear classifier trained on ModelNet10 features gives a confidence per class. The model never
 saw labels during pre-training, so good accuracy means the features are meaningful by themselves.
+
+**Honest answers.** The classifier always names one of its 10 classes, an airplane included. The
+*novelty score* says how unlike every ModelNet10 training shape this feature is (a relative
+Mahalanobis distance); above the threshold, set so that 5 % of held-out training shapes exceed it,
+the page says the shape is not one of the classes the classifier knows.
 """
 
 SPREAD = """

@@ -146,8 +146,9 @@ def build_demo() -> gr.Blocks:
         gr.Markdown("## 6. Classification (ModelNet10)")
         with _panel(texts.CLASSIFY):
             classify_button = gr.Button("Classify this shape")
-            label = gr.Label(num_top_classes=5, label="class confidences", elem_id="classes")
             classify_text = gr.Markdown(elem_id="classify-text")
+            label = gr.Label(num_top_classes=5, label="class confidences", elem_id="classes")
+            novelty_json = gr.JSON(label="novelty (higher score = more novel)", elem_id="novelty")
 
         gr.Markdown("## 7. Few-shot classification")
         with _panel(texts.FEW_SHOT):
@@ -173,7 +174,7 @@ def build_demo() -> gr.Blocks:
         mask_outputs = [token_saliency, masks, stats]
         reconstruct_inputs = shape_inputs + [mask_ratio, log10_tau, mask_seed]
         reconstruct_outputs = [reconstruction, reconstruction_text]
-        classify_outputs = [label, classify_text]
+        classify_outputs = [label, classify_text, novelty_json]
         guidance_inputs = shape_inputs + [level, mask_ratio, log10_tau]
         guidance_outputs = [visibility, rank_chart, guidance_numbers]
         spread_inputs = shape_inputs + [mask_ratio, log10_tau]
@@ -216,7 +217,8 @@ def build_demo() -> gr.Blocks:
                     api_visibility="private")
         shape_file.clear(handlers.cleared, None, explore_outputs + reconstruct_outputs + classify_outputs
                          + guidance_outputs + [boxes, sweep], api_visibility="private")
-        classify_button.click(handlers.classify, [shape_file], label, api_name="classify")
+        (classify_button.click(handlers.classify, [shape_file], label, api_name="classify")
+         .success(handlers.novelty, [shape_file], novelty_json, api_name="novelty"))
         demo.load(handlers.warm_up, None, None, api_visibility="private", show_progress="hidden")
         fs_button.click(handlers.few_shot, [fs_classes, fs_shots, fs_seed, fs_uploads, shape_file],
                         [fs_text, fs_label, fs_plot], api_name="few_shot")

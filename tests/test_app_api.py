@@ -46,6 +46,19 @@ def test_explore_and_few_shot_endpoints(client):
     assert "2-way 2-shot" in text and prediction["label"] in {"chair", "table"}
 
 
+def test_novelty_and_guidance_endpoints(client):
+    verdict = client.predict(handle_file(str(SHAPE)), api_name="/novelty")
+    assert set(verdict) == {"score", "known", "threshold"} and isinstance(verdict["known"], bool)
+    assert verdict["known"] == (verdict["score"] <= verdict["threshold"])
+    *_, numbers = client.predict(handle_file(str(SHAPE)), 1024, 0, "efficientnet-lite0", 64, 0.8, -3.0,
+                                 api_name="/guidance")
+    assert "effective number of tokens" in numbers and "τ = 0.001" in numbers
+    for endpoint in ("/chamfer_spread", "/tau_sweep"):
+        figure = client.predict(handle_file(str(SHAPE)), 1024, 0, "efficientnet-lite0", 0.8, -3.0,
+                                api_name=endpoint)
+        assert figure["type"] == "plotly"
+
+
 def test_a_burst_of_concurrent_requests_all_succeed(client):
     jobs = [client.submit(handle_file(str(SHAPE)), api_name="/classify") for _ in range(BURST)]
     results = [job.result(timeout=RESULT_TIMEOUT_S) for job in jobs]

@@ -80,6 +80,7 @@ def test_gallery_example_renders_every_panel(page):
         _wait_for_plot(page, elem_id)
     page.locator("#reconstruction-text", has_text="Chamfer-L2").wait_for()
     page.locator("#classes", has_text="%").wait_for()
+    page.locator("#classify-text", has_text="novelty score").wait_for()
     page.locator("#mesh canvas").wait_for()
     masks = page.locator("#masks .js-plotly-plot").first
     assert masks.bounding_box()["height"] > MIN_PLOT_PX  # drawn, not an empty frame

@@ -167,8 +167,8 @@ def test_bad_files_raise_readable_gradio_errors(tmp_path, name, content, message
 
 
 def test_clearing_the_shape_blanks_every_output():
-    # + reconstruction, classes, the sampler panels, and the box plots and the sweep
-    expected = len(handlers.ExploreResult._fields) + 2 + 2 + len(handlers.GuidanceResult._fields) + 2
+    # + reconstruction, classes (confidences, text, novelty), the sampler panels, the box plots and the sweep
+    expected = len(handlers.ExploreResult._fields) + 2 + 3 + len(handlers.GuidanceResult._fields) + 2
     assert len(handlers.cleared()) == expected
 
 
@@ -283,7 +283,7 @@ def test_a_shipped_probe_is_used_when_it_fits_the_checkpoint(tiny_checkpoint, wi
     probe = LinearProbe(torch.zeros(2, width), torch.tensor([0.0, 1.0]), ["chair", "table"])
     save_probe(probe, probe_path(tiny_checkpoint))  # beside the checkpoint, where `i2pmae classify` looks
     save_probe(probe, tiny_checkpoint.parent / "other.safetensors")  # another probe file is not picked
-    label, text = handlers.classify_panel(str(MESH))
+    label, text, _ = handlers.classify_panel(str(MESH))
     if width == 96:  # the tiny model's feature width
         assert "shipped probe `tiny_probe.safetensors`" in text
         assert label == pytest.approx({"chair": 1 / (1 + np.e), "table": np.e / (1 + np.e)})
@@ -301,12 +301,12 @@ def test_the_shipped_checkpoint_classifies_the_bundled_modelnet_shapes(monkeypat
     correct = [max(c, key=c.get) == e["label"] for e in labelled
                for c in [handlers.classify(str(ASSETS / e["file"]))]]
     assert sum(correct) >= len(labelled) - 1  # train-split shapes: at most one miss
-    label, text = handlers.classify_panel(str(MESH))
+    label, text, _ = handlers.classify_panel(str(MESH))
     assert "shipped probe" in text and max(label, key=label.get) == "chair"
 
 
 def test_panels_without_a_checkpoint_say_so():
-    label, text = handlers.classify_panel(str(MESH))
+    label, text, _ = handlers.classify_panel(str(MESH))
     assert label is None and "No checkpoint found at" in text
     with pytest.raises(gr.Error, match="No checkpoint found at"):
         handlers.few_shot(["chair", "table"], 3, 0, [], None)
@@ -357,3 +357,26 @@ def test_spread_and_sweep_with_a_checkpoint(tiny_checkpoint):
     assert [t.yaxis for t in sweep.data] == [None, "y2"] and len(sweep.data[1].y) == 7  # Chamfer: right axis
     again = handlers.chamfer_boxes(str(MESH), num_points=1024, log10_tau=-3.0)  # cached: the same draws
     assert np.array_equal(again.data[1].y, boxes.data[1].y)
+
+
+# ------------------------------------------------------------------------------------------------ novelty
+@pytest.mark.skipif(not SHIPPED, reason="no shipped checkpoint in checkpoints/")
+def test_the_shipped_novelty_model_tells_the_bundled_shapes_apart(monkeypatch):
+    monkeypatch.delenv(CHECKPOINT_ENV)
+    for entry in json.loads(MANIFEST_PATH.read_text()):
+        verdict = handlers.novelty(str(ASSETS / entry["file"]))
+        assert set(verdict) == {"score", "known", "threshold"}
+        assert verdict["known"] == (entry["label"] is not None), (entry["file"], verdict)
+    _, text, verdict = handlers.classify_panel(str(ASSETS / "airplane.ply"))
+    assert "Not one of the 10 classes this classifier knows" in text and not verdict["known"]
+    assert f"{verdict['score']:.3g}" in text
+
+
+def test_without_a_shipped_novelty_model_one_is_fitted_on_the_support_shapes(tiny_checkpoint):
+    verdict = handlers.novelty(str(MESH))
+    assert isinstance(verdict["score"], float) and isinstance(verdict["known"], bool)
+    assert verdict["known"] == (verdict["score"] <= verdict["threshold"])
+    _, text, again = handlers.classify_panel(str(MESH))
+    assert again == verdict and "novelty score" in text
+    with pytest.raises(gr.Error, match="no shape yet"):
+        handlers.novelty(None)

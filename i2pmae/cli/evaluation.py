@@ -148,6 +148,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    help="a fine-tuned classifier, or a pre-trained model with a linear probe")
     p.add_argument("--probe", default=None,
                    help="linear probe (default: <stem>_probe.safetensors beside the checkpoint)")
+    p.add_argument("--novelty", default=None,
+                   help="novelty model (default: <stem>_novelty.safetensors beside the checkpoint, made by "
+                        "`i2pmae novelty`)")
     p.add_argument("--top-k", type=int, default=TOP_K)
     p.add_argument("--num-points", type=int, default=None)
     p.add_argument("--json", default=None)
@@ -161,12 +164,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from ..checkpoints import load_checkpoint
     from ..evaluate import load_probe, probe_path, top_k
     from ..io import load_points
+    from ..novelty import load_novelty, novelty_path
 
     device = resolve_device(args.device)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     model.eval()
     points = load_points(args.shape, args.num_points or model.cfg.num_points)
     batch = torch.from_numpy(points)[None].to(device)  # (1, N, 3)
+    novelty = None
     with torch.no_grad():
         if type(model).__name__ == "PointClassifier":
             probs, classes = torch.softmax(model(batch), -1)[0], metadata["classes"]
@@ -174,13 +179,25 @@ def cmd_classify(args: argparse.Namespace) -> int:
         else:
             probe_file = Path(args.probe) if args.probe else probe_path(args.checkpoint)
             probe = load_probe(probe_file)
-            probs = probe.predict_proba(model.extract_features(batch, pool=probe.info.get("pool", "max")))[0]
+            features = model.extract_features(batch, pool=probe.info.get("pool", "max"))  # (1, C)
+            probs = probe.predict_proba(features)[0]
             classes, how = probe.classes, f"linear probe {probe_file}"
+            novelty_file = Path(args.novelty) if args.novelty else novelty_path(args.checkpoint)
+            if args.novelty or novelty_file.is_file():
+                novelty = load_novelty(novelty_file).assess(features.cpu())[0]
+    if not bool(torch.isfinite(probs).all()):
+        raise ValueError(f"{args.shape}: the {how} gave NaN or infinite probabilities, so no class is "
+                         "reported; its weights or this shape's features are broken")
     ranked = top_k(probs.cpu(), classes, args.top_k)
     print(f"{args.shape} ({how}):")
     for name, prob in ranked:
         print(f"  {name:<20s} {PERCENT * prob:6.2f} %")
-    write_json(args.json, {"shape": args.shape, "checkpoint": args.checkpoint, "top_k": ranked})
+    if novelty is not None:
+        verdict = ("known: looks like the training shapes" if novelty["known"]
+                   else f"novel: not one of the {len(classes)} classes this classifier knows")
+        print(f"novelty: score {novelty['score']:.4g}, threshold {novelty['threshold']:.4g} -> {verdict}")
+    write_json(args.json, {"shape": args.shape, "checkpoint": args.checkpoint, "top_k": ranked,
+                           "novelty": novelty})
     return 0
 
 
