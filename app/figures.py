@@ -274,9 +274,12 @@ def thumbnail(points: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
 # ----------------------------------------------------------------------------------- what 2D guidance does
 VISIBILITY_SCALE = "Viridis"
 CHART_MARGIN = {"l": 60, "r": 60, "t": 40, "b": 50}
-CURVE_DASHES = ("dot", "solid", "dash", "longdash")
 RANDOM_RGB, GUIDED_RGB = "rgb(127,127,127)", "rgb(31,119,180)"
-PAPER_TAU_RGB, CURRENT_TAU_RGB = "rgb(214,39,40)", "rgb(44,160,44)"
+PAPER_TAU_RGB, CURRENT_TAU_RGB, GREEDY_RGB = "rgb(214,39,40)", "rgb(44,160,44)", "rgb(148,103,189)"
+# Rank-chart lines in the order random, paper, current, greedy: random drawn wide, since the paper's
+# curve lies on top of it (the lesson of the chart).
+CURVE_STYLES = (("dot", RANDOM_RGB, 5), ("solid", PAPER_TAU_RGB, 2), ("dash", CURRENT_TAU_RGB, 2),
+                ("longdash", GREEDY_RGB, 2))
 
 
 def visibility_figure(points: np.ndarray, centers: np.ndarray, chances: Sequence[np.ndarray],
@@ -301,15 +304,16 @@ def visibility_figure(points: np.ndarray, centers: np.ndarray, chances: Sequence
 
 
 def visibility_rank_figure(curves: Sequence[tuple[str, np.ndarray]], *, uniform: float) -> go.Figure:
-    """Chance of staying visible (G,) against saliency rank (1 = most salient), one line per sampler.
+    """Chance of staying visible (G,) against saliency rank (1 = most salient), one line per sampler
+    (random, paper, current, greedy: :data:`CURVE_STYLES`).
 
     ``uniform`` is the random mask's chance, visible / G, drawn as a reference line.
     """
     traces = []
-    for i, (name, chance) in enumerate(curves):
+    for (name, chance), (dash, colour, width) in zip(curves, CURVE_STYLES, strict=True):
         rank = np.arange(1, len(chance) + 1)
-        traces.append(go.Scatter(x=rank, y=np.asarray(chance), mode="lines+markers", name=name,
-                                 line={"dash": CURVE_DASHES[i % len(CURVE_DASHES)]}, marker={"size": 4}))
+        traces.append(go.Scatter(x=rank, y=np.asarray(chance), mode="lines", name=name,
+                                 line={"dash": dash, "color": colour, "width": width}))
     return go.Figure(data=traces, layout={
         "template": TEMPLATE, "height": FIG_HEIGHT, "margin": CHART_MARGIN,
         "xaxis": {"title": {"text": "saliency rank of the token (1 = most salient)"}},
@@ -349,12 +353,13 @@ class TauSweep:
 def tau_sweep_figure(sweep: TauSweep, *, paper_log10_tau: float, current_log10_tau: float) -> go.Figure:
     """Saliency kept visible (left axis) and mean Chamfer-L2 (right axis) against log10 tau."""
     x = sweep.log10_tau
-    traces = [go.Scatter(x=x, y=100 * sweep.kept_mean, name="saliency kept visible, guided (%)",
+    traces = [go.Scatter(x=x, y=100 * sweep.kept_mean, name="saliency kept visible, guided (%, mean ± std)",
                          mode="lines+markers", line={"color": GUIDED_RGB},
                          error_y={"type": "data", "array": 100 * sweep.kept_std, "visible": True})]
     shapes = [_sweep_level(100 * sweep.random_kept, "y", RANDOM_RGB)]
     if sweep.chamfer_mean is not None:
-        traces.append(go.Scatter(x=x, y=sweep.chamfer_mean, name="Chamfer-L2, guided", yaxis="y2",
+        traces.append(go.Scatter(x=x, y=sweep.chamfer_mean, name="Chamfer-L2, guided (mean ± std)",
+                                 yaxis="y2",
                                  mode="lines+markers", line={"color": PREDICTED, "dash": "dash"},
                                  error_y={"type": "data", "array": sweep.chamfer_std, "visible": True}))
         shapes.append(_sweep_level(sweep.random_chamfer, "y2", PREDICTED))
