@@ -221,8 +221,10 @@ def convert_official_checkpoint(
     return save_checkpoint(dst, model, metadata=info)
 
 
-def load_pretrained_encoder(classifier: PointClassifier, path: str | os.PathLike) -> dict[str, Any]:
-    """Load the ``h_encoder`` weights of a pre-trained checkpoint (ours or official) into ``classifier``.
+def load_pretrained_encoder(classifier: PointClassifier, path: str | os.PathLike, *,
+                            fresh_final_norm: bool = False) -> dict[str, Any]:
+    """Load the ``h_encoder`` weights of a pre-trained checkpoint (ours or official) into ``classifier``
+    (``fresh_final_norm``: see :meth:`PointClassifier.load_encoder_state`).
 
     Returns the checkpoint's metadata (empty for official files).
     """
@@ -234,7 +236,7 @@ def load_pretrained_encoder(classifier: PointClassifier, path: str | os.PathLike
         state, metadata = _read_tensors(path), info["metadata"]
     if not any(key.startswith(ENCODER_PREFIX) for key in state):
         raise CheckpointError(f"{path}: no {ENCODER_PREFIX}* weights in it")
-    classifier.load_encoder_state(state)
+    classifier.load_encoder_state(state, fresh_final_norm=fresh_final_norm)
     return metadata
 
 

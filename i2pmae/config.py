@@ -231,7 +231,11 @@ class TrainConfig:
     cache_dir: str | None = None  # default: <out>/teacher_cache
     device: str | None = None  # None: a GPU when visible, else the CPU
     progress: bool = True
+    # pre-training only: the teacher sees the augmented points, as the official code does (no cache then);
+    # by default it sees the canonical ones, so its maps are a function of the shape and can be cached
+    teacher_on_augmented: bool = False
     # fine-tuning only
+    fresh_final_norm: bool = False  # re-initialise the encoder's top LayerNorm (the official fine-tuning)
     label_smoothing: float = 0.2
     val_fraction: float = 0.1
     votes: int = 1  # test-time voting passes when evaluating a fine-tuned model
@@ -249,6 +253,9 @@ class TrainConfig:
             raise ValueError(f"need 0 <= train.min_lr <= train.lr, got {self.min_lr} and {self.lr}")
         if self.weight_decay < 0 or self.save_every < 0 or self.num_workers < 0:
             raise ValueError("train.weight_decay, save_every and num_workers must be >= 0")
+        if self.teacher_on_augmented and self.teacher_cache:
+            raise ValueError("train.teacher_on_augmented needs train.teacher_cache: false (the maps of "
+                             "augmented points change at every step, so they cannot be cached)")
         if not 0 <= self.label_smoothing < 1 or not 0 < self.val_fraction < 1:
             raise ValueError("train.label_smoothing must be in [0, 1) and val_fraction in (0, 1)")
 

@@ -619,10 +619,18 @@ class PointClassifier(_EncoderFeatures, nn.Module):
         tokens = self.forward_features(points, hierarchy=hierarchy)[-1]  # (B, G_top, C)
         return self.cls_head_finetune(pool_tokens(tokens, "meanmax"))
 
-    def load_encoder_state(self, state_dict: Mapping[str, Tensor]) -> None:
-        """Load ``h_encoder.*`` from a pre-training state dict (other keys ignored); strict on the encoder."""
+    def load_encoder_state(self, state_dict: Mapping[str, Tensor], *, fresh_final_norm: bool = False) -> None:
+        """Load ``h_encoder.*`` from a pre-training state dict (other keys ignored); strict on the encoder.
+
+        ``fresh_final_norm`` keeps this model's initial top-level LayerNorm instead of the pre-trained one,
+        as the official fine-tuning does (its classifier builds a new norm after the encoder).
+        """
         prefix = "h_encoder."
         encoder_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if fresh_final_norm:
+            final = f"encoder_norms.{self.cfg.num_levels - 1}."
+            own = self.h_encoder.state_dict()
+            encoder_state.update({k: v for k, v in own.items() if k.startswith(final)})
         load_state_strict(self.h_encoder, encoder_state, prefix)
 
 

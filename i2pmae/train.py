@@ -74,7 +74,8 @@ def pretrain(
     ddp, augment = engine.wrap_ddp(model, device), _augmenter(train_cfg)
 
     def step(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        out_ = _pretrain_step(ddp, batch, source, augment, loop.gens, device)
+        out_ = _pretrain_step(ddp, batch, source, augment, loop.gens, device,
+                              teacher_on_augmented=train_cfg.teacher_on_augmented)
         return {k: getattr(out_, k) for k in LOSS_TERMS}
 
     metrics = engine.run_loop(loop, dataset, step, desc="pretrain", row_every=train_cfg.log_every,
@@ -84,11 +85,13 @@ def pretrain(
 
 
 def _pretrain_step(model: nn.Module, batch: Mapping[str, Tensor], source, augment, gens: Generators,
-                   device: torch.device):
+                   device: torch.device, *, teacher_on_augmented: bool = False):
     """Forward pass of one batch; returns the model's PretrainOutput."""
     canonical = batch["points"].to(torch.float32)  # (B, N, 3)
     points = augment(canonical, gens.augment) if augment is not None else canonical
     canonical, points = canonical.to(device), points.to(device)
+    if teacher_on_augmented:  # the official behaviour: the depth views are made of the augmented points
+        canonical = points
     maps = batch_maps(source, batch["index"], canonical)
     return model(points, maps, canonical_points=canonical, generator=gens.mask)
 
@@ -129,7 +132,7 @@ def finetune(
     engine.seed_globals(train_cfg.seed, dist.get_rank())
     model = PointClassifier(model_cfg, len(full.classes)).to(device)
     if pretrained is not None:
-        load_pretrained_encoder(model, pretrained)
+        load_pretrained_encoder(model, pretrained, fresh_final_norm=train_cfg.fresh_final_norm)
     loop = engine.start_loop(model, train_cfg, run_dir, device, data=full, num_items=len(train_set),
                              resume=resume, extra={"best_val": -1.0, "best_epoch": -1})
     ddp, augment = engine.wrap_ddp(model, device), _augmenter(train_cfg)
