@@ -249,6 +249,29 @@ def summarize(values: Sequence[float]) -> dict:
     return {"mean": float(arr.mean()), "std": float(arr.std()), "values": [float(v) for v in arr]}
 
 
+def mean_interval(values: Sequence[float], level: float = 0.95) -> dict:
+    """Mean, sample standard deviation (ddof=1) and the Student-t ``level`` interval of the mean.
+
+    With n seeds the interval is mean +- t_{(1+level)/2, n-1} * std / sqrt(n); it needs n >= 2.
+    """
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or len(arr) < 2:
+        raise ValueError(f"an interval needs at least 2 values, got {arr.shape}")
+    mean, std = float(arr.mean()), float(arr.std(ddof=1))
+    half = float(stats.t.ppf((1 + level) / 2, len(arr) - 1) * std / np.sqrt(len(arr)))
+    return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "level": level,
+            "n": len(arr), "values": [float(v) for v in arr]}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict:
+    """``a - b`` per seed (the same seeds, in order) and :func:`mean_interval` of the differences."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need the same seeds, got {len(a)} and {len(b)}")
+    return mean_interval(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), level)
+
+
 # --------------------------------------------------------------------------------------------- linear probe
 @dataclass
 class LinearProbe:

@@ -190,3 +190,20 @@ def test_extract_features_keeps_order_and_restores_mode():
     assert feats2.shape == (7, 6)
     with pytest.raises(ValueError, match="empty"):
         ev.extract_features(model, [], progress=False)
+
+
+def test_mean_interval_and_paired_difference_against_closed_form():
+    from scipy import stats
+
+    values = [0.93, 0.95, 0.94, 0.96]
+    out = ev.mean_interval(values)
+    half = stats.t.ppf(0.975, 3) * np.std(values, ddof=1) / 2
+    assert out["mean"] == pytest.approx(0.945) and out["high"] - out["mean"] == pytest.approx(half)
+    assert out["low"] == pytest.approx(0.945 - half) and out["n"] == 4
+    diff = ev.paired_difference([0.95, 0.96, 0.97], [0.94, 0.94, 0.94])
+    assert diff["values"] == pytest.approx([0.01, 0.02, 0.03]) and diff["mean"] == pytest.approx(0.02)
+    assert diff["low"] == pytest.approx(0.02 - stats.t.ppf(0.975, 2) * 0.01 / np.sqrt(3))
+    with pytest.raises(ValueError, match="at least 2"):
+        ev.mean_interval([0.9])
+    with pytest.raises(ValueError, match="same seeds"):
+        ev.paired_difference([0.9, 0.8], [0.9])
