@@ -11,7 +11,8 @@ The teacher is never saved (it is not part of any model here). One ``.safetensor
 Writes are atomic (temporary file in the same folder, then ``os.replace``) through :func:`atomic_write`,
 the project's one atomic file writer (training states and the app's meshes use it too). Loads are strict:
 any missing, unexpected or mis-shaped key raises :class:`~i2pmae.model.StateDictMismatchError` naming every
-key.
+key, and a tensor holding NaN or infinite values raises :class:`CheckpointError` naming that tensor
+(:func:`require_finite`, one ``isfinite`` pass over the weights; linear probes are checked the same way).
 
 Official I2P-MAE / Point-M2AE ``.pth`` files load through :func:`load_official_state_dict`: the weights are
 read with ``torch.load(weights_only=True, map_location="cpu")``, unwrapped (``base_model`` / ``model`` /
@@ -22,10 +23,11 @@ by :data:`OFFICIAL_RENAMES`; our module names equal the official ones otherwise.
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ __all__ = [
     "load_official_state_dict",
     "load_pretrained_encoder",
     "map_official_state_dict",
+    "require_finite",
     "save_checkpoint",
     "save_safetensors_atomic",
 ]
@@ -72,6 +75,28 @@ OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".tar")
 
 class CheckpointError(ValueError):
     """A file that is not a readable checkpoint of this project (or of the official code)."""
+
+
+def require_finite(
+    tensors: Mapping[str, Tensor], source: str | os.PathLike, *, minus_inf_ok: Collection[str] = ()
+) -> None:
+    """Raise :class:`CheckpointError` naming the first floating-point tensor with a NaN or infinite value.
+
+    One ``isfinite`` pass over each tensor. ``minus_inf_ok`` names tensors in which -inf is a valid
+    value (the bias of a linear probe for a class it never predicts).
+    """
+    for name, tensor in tensors.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            continue
+        good = torch.isfinite(tensor)
+        if name in minus_inf_ok:
+            good |= tensor == -math.inf
+        if not bool(good.all()):
+            bad = int(tensor.numel() - good.sum())
+            raise CheckpointError(
+                f"{os.fspath(source)}: tensor {name!r} holds {bad} NaN or infinite value(s) out of "
+                f"{tensor.numel()}; the weights are damaged (a diverged run or a corrupt file), not used"
+            )
 
 
 def save_checkpoint(
@@ -198,7 +223,9 @@ def load_official_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         ) from err
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"{path}: expected a dict of weights, got {type(checkpoint).__name__}")
-    return map_official_state_dict(checkpoint)
+    state = map_official_state_dict(checkpoint)
+    require_finite(state, path)
+    return state
 
 
 def load_official_checkpoint(path: str | os.PathLike, config: I2PMAEConfig) -> I2PMAE:
@@ -255,8 +282,11 @@ def _unwrap(checkpoint: Mapping[str, Any]) -> Mapping[str, Tensor]:
 
 
 def _read_tensors(path: Path) -> dict[str, Tensor]:
+    """Every tensor of a safetensors file, refused if any holds NaN or infinite values."""
     with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    require_finite(tensors, path)
+    return tensors
 
 
 def _existing(path: str | os.PathLike) -> Path:

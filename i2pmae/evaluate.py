@@ -360,8 +360,14 @@ def save_probe(probe: LinearProbe, path: str | os.PathLike) -> None:
 
 
 def load_probe(path: str | os.PathLike) -> LinearProbe:
-    """Read a probe written by :func:`save_probe`."""
+    """Read a probe written by :func:`save_probe`.
+
+    Raises :class:`~i2pmae.checkpoints.CheckpointError` when a weight is NaN or infinite, or a bias is NaN
+    or +inf (-inf marks a class the probe never predicts), or when every class has bias -inf.
+    """
     from safetensors import safe_open
+
+    from .checkpoints import CheckpointError, require_finite
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no linear probe at {os.fspath(path)}")
@@ -370,6 +376,9 @@ def load_probe(path: str | os.PathLike) -> LinearProbe:
         if meta.get("format") != PROBE_FORMAT:
             raise ValueError(f"{os.fspath(path)} is not an i2pmae linear probe ({meta.get('format')!r})")
         weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
+    require_finite({"weight": weight, "bias": bias}, path, minus_inf_ok={"bias"})
+    if bias.numel() and bool((bias == -torch.inf).all()):
+        raise CheckpointError(f"{os.fspath(path)}: every class has bias -inf, so the probe predicts nothing")
     return LinearProbe(weight, bias, json.loads(meta["classes"]), json.loads(meta["info"]))
 
 

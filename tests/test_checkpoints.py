@@ -226,3 +226,39 @@ def test_convert_and_load_pretrained_encoder(tmp_path):
         load_pretrained_encoder(classifier, path)
         for key, value in source.h_encoder.state_dict().items():
             assert torch.equal(classifier.h_encoder.state_dict()[key], value)
+
+
+POISONED = "h_encoder.encoder_norms.0.weight"
+
+
+def _poisoned_checkpoint(path, value: float):
+    model = _trained_looking(I2PMAE(SMALL))
+    with torch.no_grad():
+        model.state_dict()[POISONED][1] = value
+    return save_checkpoint(path, model), model
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_at_load_naming_the_tensor(tmp_path, value):
+    path, model = _poisoned_checkpoint(tmp_path / "bad.safetensors", value)
+    message = rf"bad\.safetensors: tensor '{POISONED}' holds 1 NaN or infinite value\(s\) out of 8"
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=POISONED):
+        load_pretrained_encoder(PointClassifier(SMALL, num_classes=3), path)
+    torch.save({"base_model": _to_official(model.state_dict())}, tmp_path / "official.pth")
+    with pytest.raises(CheckpointError, match=rf"official\.pth: tensor '{POISONED}'"):
+        load_official_state_dict(tmp_path / "official.pth")
+
+
+def test_the_app_refuses_a_non_finite_checkpoint_with_a_sentence(tmp_path, monkeypatch):
+    from app import resources
+
+    path, _ = _poisoned_checkpoint(tmp_path / "bad.safetensors", float("nan"))
+    monkeypatch.setenv(resources.CHECKPOINT_ENV, str(path))
+    resources._load_model.cache_clear()
+    try:
+        with pytest.raises(resources.Unavailable, match=rf"cannot be loaded: .*'{POISONED}' holds 1 NaN"):
+            resources.get_model()
+    finally:
+        resources._load_model.cache_clear()

@@ -159,3 +159,60 @@ def test_data_check_reports_missing_files(tmp_path, capsys, workspace):
     assert "NOT OK" in out and "How to get the data" in out
     assert main(["data", "check", str(workspace / "train.npz")]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def _probe_file(path, weight: torch.Tensor):
+    from i2pmae.evaluate import LinearProbe, save_probe
+
+    save_probe(LinearProbe(weight, torch.zeros(len(CLASSES)), list(CLASSES)), path)
+    return path
+
+
+def test_classify_refuses_non_finite_probes_and_probabilities(workspace, capsys, tmp_path, monkeypatch):
+    from i2pmae.evaluate import LinearProbe
+
+    ckpt, width = str(workspace / "run" / "model.safetensors"), micro_config()["model"]["encoder_dims"][-1]
+    shape = tmp_path / "shape.npy"
+    np.save(shape, shapes(1, seed=5)[0][0])
+    nan_probe = _probe_file(tmp_path / "nan_probe.safetensors", torch.full((len(CLASSES), width), torch.nan))
+    assert main(["classify", str(shape), "--checkpoint", ckpt, "--probe", str(nan_probe)]) == 2
+    out, err = capsys.readouterr()
+    assert "nan" not in out.lower() and "tensor 'weight' holds" in err and len(err.strip().splitlines()) == 1
+    good_probe = _probe_file(tmp_path / "probe.safetensors", torch.ones(len(CLASSES), width))
+    nan_rows = torch.full((1, len(CLASSES)), torch.nan)
+    monkeypatch.setattr(LinearProbe, "predict_proba", lambda self, features: nan_rows)
+    assert main(["classify", str(shape), "--checkpoint", ckpt, "--probe", str(good_probe)]) == 2
+    out, err = capsys.readouterr()
+    assert "%" not in out and len(err.strip().splitlines()) == 1
+    assert "gave NaN or infinite probabilities" in err
+
+
+def test_svm_refuses_a_checkpoint_with_nan_weights(workspace, capsys, tmp_path):
+    from i2pmae.checkpoints import load_checkpoint, save_checkpoint
+
+    model, metadata = load_checkpoint(workspace / "run" / "model.safetensors")
+    key = next(k for k, v in model.state_dict().items() if v.is_floating_point())
+    with torch.no_grad():
+        model.state_dict()[key].view(-1)[0] = torch.nan
+    bad = save_checkpoint(tmp_path / "nan.safetensors", model, metadata=metadata)
+    assert main(["svm", "--checkpoint", str(bad), "--train", str(workspace / "train.npz"),
+                 "--test", str(workspace / "test.npz")]) == 2
+    assert f"tensor '{key}' holds 1 NaN" in one_line_error(capsys)
+
+
+def test_the_data_set_memory_limit_in_data_check_and_svm(workspace, capsys, tmp_path):
+    import h5py
+
+    bomb = tmp_path / "fill_value.h5"
+    with h5py.File(bomb, "w") as f:  # 4.6 GiB when read, a few kB on disk
+        f.create_dataset("data", shape=(200_000, 2048, 3), dtype="f4", chunks=(64, 2048, 3),
+                         compression="gzip")
+        f.create_dataset("label", shape=(200_000,), dtype="i8", chunks=True, compression="gzip")
+    assert main(["data", "check", str(bomb)]) == 1
+    assert "over the limit of 2 GiB per data set" in capsys.readouterr().out
+    assert main(["data", "check", str(workspace / "train.npz"), "--max-gib", "1e-6"]) == 1
+    assert "over the limit of 1e-06 GiB" in capsys.readouterr().out
+    assert main(["svm", "--checkpoint", str(workspace / "run" / "model.safetensors"), "--max-gib", "1e-6",
+                 "--train", str(workspace / "train.npz"), "--test", str(workspace / "test.npz")]) == 2
+    message = one_line_error(capsys)
+    assert "train.npz: its arrays take" in message and "--max-gib on the command line" in message

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -28,6 +30,7 @@ from i2pmae.data import (
     save_npz,
     split_train_val,
 )
+from i2pmae.data.limits import GIB
 from i2pmae.io import load_points
 
 NUM_SHAPES, NUM_RAW = 6, 32
@@ -586,3 +589,137 @@ def test_check_dataset_unknown_path_guesses_the_data_set(tmp_path):
 def test_download_instructions_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown data set"):
         download_instructions("imagenet")
+
+
+# --------------------------------------------------------------------------- memory limit and hostile files
+
+HUGE_SHAPES = 200_000  # x 2,048 points x 3 float32 = 4.6 GiB once read, over the 2 GiB default limit
+SMALL_ON_DISK = 64 * 1024
+ZEROS_SHAPE = (2048, 1024, 3)  # 24 MiB of float32 zeros, deflated to a few kB
+ZEROS_LIMIT_GIB = 0.01
+
+
+def _npy_header(handle, shape, dtype="<f4") -> None:
+    np.lib.format.write_array_header_1_0(handle, {"descr": dtype, "fortran_order": False, "shape": shape})
+
+
+def _deflated_npz(path: Path, points_shape, *, with_data: bool) -> Path:
+    """An .npz whose points member declares ``points_shape``: zeros streamed through deflate, or no data."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("points.npy", "w", force_zip64=True) as member:
+            _npy_header(member, points_shape)
+            if with_data:
+                row = bytes(math.prod(points_shape[1:]) * 4)
+                for _ in range(points_shape[0]):
+                    member.write(row)
+        labels = io.BytesIO()
+        np.save(labels, np.zeros(points_shape[0], dtype=np.int64))
+        archive.writestr("labels.npy", labels.getvalue())
+        archive.writestr("classes.npy", _npy_bytes(np.array(["a"])))
+    return path
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_h5_small_on_disk_but_huge_when_read_is_refused_before_reading(tmp_path):
+    path = tmp_path / "fill_value.h5"
+    with h5py.File(path, "w") as f:  # nothing written: every chunk is the fill value
+        f.create_dataset("data", shape=(HUGE_SHAPES, 2048, 3), dtype="f4", chunks=(64, 2048, 3),
+                         compression="gzip")
+        f.create_dataset("label", shape=(HUGE_SHAPES,), dtype="i8", chunks=True, compression="gzip")
+    assert path.stat().st_size < SMALL_ON_DISK
+    limit = r"4\.58 GiB once read, over the limit of 2 GiB per data set, so nothing was read.*max_gib="
+    with pytest.raises(DatasetError, match=limit):
+        open_dataset(path)
+    report = check_dataset(path)
+    assert not report.ok and "over the limit of 2 GiB" in report.problems[0]
+
+
+def test_npz_that_decompresses_to_many_gib_is_refused_before_reading(tmp_path):
+    declared = _deflated_npz(tmp_path / "declared.npz", (HUGE_SHAPES * 10, 2048, 3), with_data=False)
+    with pytest.raises(DatasetError, match=r"declared\.npz: its arrays take 45\.8 GiB once read, over the"):
+        open_dataset(declared)
+    zeros = _deflated_npz(tmp_path / "zeros.npz", ZEROS_SHAPE, with_data=True)
+    assert zeros.stat().st_size < SMALL_ON_DISK
+    with pytest.raises(DatasetError, match=r"zeros\.npz: its arrays take 24 MiB once read, over the limit of "
+                                           r"0\.01 GiB"):
+        open_dataset(zeros, max_gib=ZEROS_LIMIT_GIB)
+    (tmp_path / "bare.npz").write_bytes(_npy_bytes(_clouds()))  # an .npy renamed: np.load would read it all
+    with pytest.raises(DatasetError, match=r"bare\.npz: not a readable \.npz archive.*not a zip file"):
+        open_dataset(tmp_path / "bare.npz")
+
+
+def test_the_limit_is_an_option_of_open_dataset_and_check_dataset(tmp_path):
+    path = _write_npz(tmp_path / "small.npz", _clouds(), _labels(), classes=np.array(list("abc")))
+    assert len(open_dataset(path, num_points=None)) == NUM_SHAPES
+    with pytest.raises(DatasetError, match=r"small\.npz: its arrays take .* MiB once read, over the limit"):
+        open_dataset(path, max_gib=1e-6)
+    assert check_dataset(path).ok and not check_dataset(path, max_gib=1e-6).ok
+    for bad in (0, -1.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(DatasetError, match="max_gib must be a positive number of GiB"):
+            open_dataset(path, max_gib=bad)
+
+
+def test_modelnet40_h5_parts_share_one_limit(tmp_path):
+    root, _ = _modelnet40_h5_tree(tmp_path / "modelnet40_ply_hdf5_2048")
+    one_part = (3 * 40 * 3 * 4 + 3) / GIB  # ply_data_train0.h5: (3, 40, 3) float32 and 3 uint8 labels
+    with pytest.raises(DatasetError, match=r"ply_data_train1\.h5: its arrays take"):
+        open_dataset(root, num_points=None, max_gib=one_part * 1.5)
+    assert len(open_dataset(root, num_points=None, max_gib=one_part * 2)) == 5
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda f: f.update(data=_clouds(), label=np.array([b"chair", b"desk"] * 3)),
+         r"'label' must hold integers, got dtype \|S5"),
+        (lambda f: f.update(data=_clouds(), label=np.array(["chair", "desk"] * 3, dtype=h5py.string_dtype())),
+         "'label' must hold integers, got dtype object"),
+        (lambda f: f.update(data=np.array([[[b"x"] * 3] * 4] * 6), label=_labels()),
+         r"'data' must hold numbers, got dtype \|S1"),
+        (lambda f: (f.create_group("data"), f.update(label=_labels())), "'data' is a Group, not an array"),
+        (lambda f: f.update(data=_clouds(), label=np.array([0, 1, 2, 0, 1, 10**9])),
+         "label 1000000000 would make 1000000001 unnamed classes"),
+        (lambda f: f.update(data=_clouds(0), label=np.zeros(0, dtype=np.int64)), "holds no shapes"),
+    ],
+    ids=["bytes-labels", "str-labels", "bytes-points", "group", "huge-label", "empty"],
+)
+def test_hostile_h5_files_raise_dataset_errors(tmp_path, write, message):
+    with h5py.File(tmp_path / "bad.h5", "w") as f:
+        write(f)
+    with pytest.raises(DatasetError, match=message):
+        open_dataset(tmp_path / "bad.h5", num_points=None)
+
+
+def test_string_labels_in_a_scanobjectnn_file_and_junk_h5(tmp_path):
+    named = tmp_path / "training_objectdataset.h5"
+    _write_h5(named, _clouds(), np.array([b"bag", b"bin"] * 3))
+    with pytest.raises(DatasetError, match="'label' must hold integers"):
+        open_dataset(named)
+    (tmp_path / "junk.h5").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DatasetError, match=r"junk\.h5: not a readable HDF5 file"):
+        open_dataset(tmp_path / "junk.h5")
+
+
+def test_npz_string_points_are_a_dataset_error(tmp_path):
+    np.savez(tmp_path / "text.npz", points=np.full((6, 4, 3), "1.0"), labels=_labels(),
+             classes=np.array(list("abc")))
+    with pytest.raises(DatasetError, match="points must be numbers, got dtype <U3"):
+        open_dataset(tmp_path / "text.npz", num_points=None)
+
+
+def test_shapenet_npy_files_are_sized_before_reading(tmp_path):
+    root, _ = _shapenet_tree(tmp_path / "ShapeNet55-34")
+    with open(root / "shapenet_pc" / "02691156-bbb.npy", "wb") as handle:
+        _npy_header(handle, (10**9, 3))  # 11 GiB declared, no data
+    (root / "shapenet_pc" / "03001627-ccc.npy").write_text("not an array")
+    dataset = open_dataset(root, num_points=None)
+    assert dataset[0]["points"].shape == (40, 3)
+    with pytest.raises(DatasetError, match=r"02691156-bbb\.npy: its arrays take 11\.2 GiB once read"):
+        dataset[1]
+    with pytest.raises(DatasetError, match=r"03001627-ccc\.npy: not an \.npy file"):
+        dataset[2]

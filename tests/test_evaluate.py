@@ -207,3 +207,34 @@ def test_mean_interval_and_paired_difference_against_closed_form():
         ev.mean_interval([0.9])
     with pytest.raises(ValueError, match="same seeds"):
         ev.paired_difference([0.9, 0.8], [0.9])
+
+
+def _saved_probe(tmp_path, weight: torch.Tensor, bias: torch.Tensor):
+    path = tmp_path / "probe.safetensors"
+    ev.save_probe(ev.LinearProbe(weight, bias, [f"c{i}" for i in range(len(bias))]), path)
+    return path
+
+
+def test_a_probe_with_non_finite_weights_is_refused_at_load(tmp_path):
+    from i2pmae.checkpoints import CheckpointError
+
+    weight, bias = torch.ones(3, 4), torch.zeros(3)
+    minus_inf_row = weight.clone().index_fill_(0, torch.tensor([1]), -torch.inf)  # -inf: only in a bias
+    for name, bad_weight, bad_bias in (("weight", weight.clone().fill_(torch.nan), bias),
+                                       ("weight", minus_inf_row, bias),
+                                       ("bias", weight, torch.tensor([0.0, torch.nan, 0.0])),
+                                       ("bias", weight, torch.tensor([0.0, torch.inf, 0.0]))):
+        with pytest.raises(CheckpointError, match=rf"tensor '{name}' holds \d+ NaN or infinite value"):
+            ev.load_probe(_saved_probe(tmp_path, bad_weight, bad_bias))
+    with pytest.raises(CheckpointError, match="every class has bias -inf"):
+        ev.load_probe(_saved_probe(tmp_path, weight, torch.full((3,), -torch.inf)))
+
+
+def test_a_probe_fitted_without_some_classes_still_loads(tmp_path):
+    x, y = _blobs(num_classes=3)
+    probe = ev.fit_linear_probe(x, y, ["a", "b", "c", "never seen"], c_grid=(1.0,), cv_folds=2)
+    assert probe.bias[3] == -torch.inf  # a class absent from train is never predicted
+    ev.save_probe(probe, tmp_path / "probe.safetensors")
+    back = ev.load_probe(tmp_path / "probe.safetensors")
+    probabilities = back.predict_proba(torch.from_numpy(x[:5]))
+    assert torch.isfinite(probabilities).all() and (probabilities[:, 3] == 0).all()

@@ -1,4 +1,5 @@
-"""Pieces every command group shares: the default checkpoint, device choice, JSON output, feature sets."""
+"""Pieces every command group shares: the default checkpoint, device choice, the data-set memory limit,
+JSON output, feature sets."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ PERCENT = 100.0
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: a GPU when visible)")
+
+
+def add_max_gib(p: argparse.ArgumentParser) -> None:
+    """``--max-gib``: the memory limit of ``i2pmae.data.open_dataset`` for the data sets a command opens."""
+    from ..data import MAX_GIB
+
+    p.add_argument("--max-gib", type=float, default=MAX_GIB,
+                   help="refuse a data set whose arrays take more than this many GiB once read, judged "
+                        "from the sizes its files declare before reading (default: %(default)g)")
 
 
 def resolve_device(name: str | None):
@@ -40,7 +50,8 @@ def feature_set(model, data: str, split: str, num_points: int | None, args: argp
     from ..data import open_dataset
     from ..evaluate import extract_features
 
-    dataset = open_dataset(data, split=split, num_points=num_points or model.cfg.num_points)
+    dataset = open_dataset(data, split=split, num_points=num_points or model.cfg.num_points,
+                           max_gib=args.max_gib)
     feats, labels = extract_features(model, dataset, pool=args.pool, batch_size=args.batch_size,
                                      device=resolve_device(args.device), desc=f"{split} features")
     return feats, labels, dataset
@@ -62,6 +73,7 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", default="max", choices=("max", "meanmax"), help="token pooling of the feature")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", default=None, help="also write the result and its protocol to this JSON file")
+    add_max_gib(p)
     add_device(p)
 
 

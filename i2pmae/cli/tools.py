@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import add_max_gib
+
 EXIT_CHECK_FAILED = 1
+
 
 def _add_checkpoint(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("checkpoint", help="inspect or convert checkpoints")
@@ -89,13 +92,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="validate a data set; print download steps for missing files")
     check.add_argument("path")
+    add_max_gib(check)
     check.set_defaults(func=cmd_data_check)
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
     from ..data import check_dataset
 
-    report = check_dataset(args.path)
+    report = check_dataset(args.path, max_gib=args.max_gib)
     print(report)
     return 0 if report.ok else EXIT_CHECK_FAILED
 

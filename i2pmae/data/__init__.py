@@ -16,6 +16,8 @@ Modules:
 - ``augment``: :class:`ScaleAndTranslate`, :class:`RandomRotation`, :class:`Jitter`, :class:`Compose`.
 - ``check``: :func:`check_dataset` (``i2pmae data check``), :func:`describe_layout` and the manual
   download steps of :func:`download_instructions`.
+- ``limits``: the memory limit on one data set (:data:`MAX_GIB`, the ``max_gib`` argument), checked
+  against the sizes a file declares before anything is read.
 """
 
 from .augment import Compose, Jitter, RandomRotation, ScaleAndTranslate, rotation_matrices
@@ -38,9 +40,11 @@ from .layouts import (
     open_dataset,
     scanobjectnn_variant,
 )
+from .limits import MAX_GIB
 
 __all__ = [
     "DEFAULT_NUM_POINTS",
+    "MAX_GIB",
     "SAMPLING_MODES",
     "SCANOBJECTNN_CLASSES",
     "SHAPENET55_SYNSETS",

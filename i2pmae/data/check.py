@@ -10,6 +10,7 @@ import numpy as np
 
 from .datasets import DatasetError
 from .layouts import SPLITS, _has_split_dirs, detect_layout, open_dataset, scanobjectnn_variant
+from .limits import MAX_GIB
 
 LAYOUT_TITLES = {
     "npz": "one .npz file (points, labels, classes)",
@@ -152,9 +153,9 @@ def _guess_datasets(path: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for word, name in PATH_HINTS.items() if word in text))
 
 
-def _check_split_content(path: Path, split: str, is_file: bool) -> str:
+def _check_split_content(path: Path, split: str, is_file: bool, max_gib: float) -> str:
     """Open one split, read a few items, and describe it; raises DatasetError on any problem."""
-    dataset = open_dataset(path, split=split, num_points=None)
+    dataset = open_dataset(path, split=split, num_points=None, max_gib=max_gib)
     picks = sorted({0, len(dataset) // 2, len(dataset) - 1})[:CHECK_SAMPLES]
     sizes = sorted({len(dataset.points_at(i)) for i in picks})
     present = len(np.unique(dataset.labels))
@@ -166,11 +167,13 @@ def _check_split_content(path: Path, split: str, is_file: bool) -> str:
     )
 
 
-def check_dataset(path: str | os.PathLike) -> DatasetReport:
+def check_dataset(path: str | os.PathLike, *, max_gib: float = MAX_GIB) -> DatasetReport:
     """Validate the data set at ``path`` (both splits of a folder layout) without downloading anything.
 
     Returns a :class:`DatasetReport`; ``str(report)`` is the text ``i2pmae data check`` prints,
     with the exact manual download steps and expected paths when something is missing or unknown.
+    A split whose arrays would take more than ``max_gib`` GiB once read is a problem, found before
+    reading it (see :func:`~i2pmae.data.open_dataset`).
     """
     path = Path(path)
     report = DatasetReport(str(path))
@@ -185,7 +188,7 @@ def check_dataset(path: str | os.PathLike) -> DatasetReport:
         splits = ("train",)  # the split argument is ignored there: one data set
     for split in splits:
         try:
-            report.facts.append(_check_split_content(path, split, len(splits) == 1))
+            report.facts.append(_check_split_content(path, split, len(splits) == 1, max_gib))
         except DatasetError as err:
             report.problems.append(str(err))
     if report.problems:

@@ -37,6 +37,7 @@ SAMPLING_MODES = ("first", "fps", "random")
 DEFAULT_NUM_POINTS = 1024
 XYZ = 3  # coordinates per point
 MISSING_EXAMPLES = 3  # missing paths named in an error message
+NUMBER_KINDS = "fiu"  # numpy dtype kinds read as coordinates
 
 
 class DatasetError(ValueError):
@@ -219,7 +220,11 @@ def _check_labels(labels: np.ndarray | Sequence[int], num_classes: int, source: 
 
 def _check_points_array(points: np.ndarray | Tensor, source: str) -> Tensor:
     """(N, P, 3) numbers -> float32 tensor, after checking the shape and that all values are finite."""
-    points = torch.as_tensor(np.asarray(points) if not isinstance(points, Tensor) else points)
+    if not isinstance(points, Tensor):
+        points = np.asarray(points)
+        if points.dtype.kind not in NUMBER_KINDS:  # strings, objects: torch would raise a TypeError
+            raise DatasetError(f"{source}: points must be numbers, got dtype {points.dtype}")
+    points = torch.as_tensor(points)
     if points.ndim != 3 or points.shape[-1] != XYZ:
         raise DatasetError(f"{source}: points must have shape (N, P, 3), got {tuple(points.shape)}")
     if points.shape[0] == 0 or points.shape[1] == 0:

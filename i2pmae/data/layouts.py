@@ -45,10 +45,14 @@ from .datasets import (
     _check_options,
     _raise_if_missing,
 )
+from .limits import MAX_GIB, SizeBudget, check_max_gib, npy_nbytes, npz_nbytes
 
 SPLITS = ("train", "test")
 SEED_RANGE = 2**31  # seeds drawn for io.load_points in "random" mode
 CLASSES_FILE = "classes.txt"
+NPZ_ARRAYS = ("points", "labels", "names", "classes")  # the arrays of our .npz format that are read
+MAX_NUMBERED_CLASSES = 10_000  # unnamed labels become the names "0".."max": refuse absurd maxima
+H5_POINT_KINDS, H5_LABEL_KINDS = "fiu", "iu"  # numpy dtype kinds accepted for data / label
 
 SCANOBJECTNN_CLASSES = (
     "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door",
@@ -125,6 +129,7 @@ class _Options:
     num_points: int | None
     sampling: str
     transform: Callable[[Tensor], Tensor] | None
+    max_gib: float
 
     def as_kwargs(self) -> dict:
         return {"num_points": self.num_points, "sampling": self.sampling, "transform": self.transform}
@@ -132,7 +137,7 @@ class _Options:
 
 def _open_npz(path: Path, split: str, opts: _Options) -> PointCloudDataset:
     try:
-        points, labels, names, classes = _read_npz_arrays(path)
+        points, labels, names, classes = _read_npz_arrays(path, SizeBudget(opts.max_gib))
     except DatasetError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
@@ -145,8 +150,15 @@ def _open_npz(path: Path, split: str, opts: _Options) -> PointCloudDataset:
     )
 
 
-def _read_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list | None]:
-    """(points, labels, names or None, classes or None) of one of our .npz files; pickles are refused."""
+def _read_npz_arrays(
+    path: Path, budget: SizeBudget
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list | None]:
+    """(points, labels, names or None, classes or None) of one of our .npz files; pickles are refused.
+
+    The arrays' declared sizes are claimed from ``budget`` before any of them is decompressed.
+    """
+    if not zipfile.is_zipfile(path):  # np.load would read a bare .npy renamed .npz whole
+        raise DatasetError(f"{path}: not a readable .npz archive of plain arrays (not a zip file)")
     with np.load(path, allow_pickle=False) as archive:
         missing = {"points", "labels"} - set(archive.files)
         if missing:
@@ -154,6 +166,7 @@ def _read_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
                 f"{path}: missing array(s) {sorted(missing)}; found {sorted(archive.files)} (expected "
                 "points (N, P, 3), labels (N,), and classes or a classes.txt beside it)"
             )
+        budget.claim(npz_nbytes(archive, [k for k in NPZ_ARRAYS if k in archive.files]), str(path))
         names = archive["names"] if "names" in archive.files else None
         classes = archive["classes"].tolist() if "classes" in archive.files else None
         return archive["points"], archive["labels"], names, classes
@@ -165,17 +178,43 @@ def _open_npz_folder(root: Path, split: str, opts: _Options) -> PointCloudDatase
     return dataset
 
 
-def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_h5(path: Path, budget: SizeBudget) -> tuple[np.ndarray, np.ndarray]:
+    """(data, label) of one HDF5 file, dtypes checked and sizes claimed from ``budget``."""
     import h5py
 
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({err})") from err
+    with f:
         missing = {"data", "label"} - set(f.keys())
         if missing:
             raise DatasetError(
                 f"{path}: missing dataset(s) {sorted(missing)}; found {sorted(f.keys())} "
                 "(expected 'data' (N, P, 3) and 'label' (N,))"
             )
-        return f["data"][...], f["label"][...]
+        data, label = f["data"], f["label"]
+        for name, item, kinds, what in (("data", data, H5_POINT_KINDS, "numbers"),
+                                        ("label", label, H5_LABEL_KINDS, "integers")):
+            if not isinstance(item, h5py.Dataset):
+                raise DatasetError(f"{path}: '{name}' is a {type(item).__name__}, not an array")
+            if item.dtype.kind not in kinds:
+                raise DatasetError(f"{path}: '{name}' must hold {what}, got dtype {item.dtype}")
+        budget.claim(data.nbytes + label.nbytes, str(path))  # declared sizes: fill values and compression
+        return data[...], label[...]
+
+
+def _numbered_classes(labels: np.ndarray, source: str) -> list[str]:
+    """Class names "0" .. "max label" for labels of an unknown source (already checked to be integers)."""
+    if labels.size == 0:
+        raise DatasetError(f"{source}: the data set holds no shapes")
+    top = int(labels.max())
+    if top >= MAX_NUMBERED_CLASSES:
+        raise DatasetError(
+            f"{source}: label {top} would make {top + 1} unnamed classes (at most {MAX_NUMBERED_CLASSES}); "
+            f"put the class names in a {CLASSES_FILE} beside the file"
+        )
+    return [str(i) for i in range(top + 1)]
 
 
 def scanobjectnn_variant(path: str | os.PathLike) -> str | None:
@@ -191,7 +230,7 @@ def scanobjectnn_variant(path: str | os.PathLike) -> str | None:
 
 
 def _open_h5_file(path: Path, split: str, opts: _Options) -> PointCloudDataset:
-    points, labels = _read_h5(path)
+    points, labels = _read_h5(path, SizeBudget(opts.max_gib))
     variant = scanobjectnn_variant(path)
     layout, up_axis = "h5", None
     if variant is not None:
@@ -201,7 +240,7 @@ def _open_h5_file(path: Path, split: str, opts: _Options) -> PointCloudDataset:
     elif (path.parent / CLASSES_FILE).exists():
         classes = _read_lines(path.parent / CLASSES_FILE, "class names")
     else:  # unknown source: the labels are still usable, the names are the label numbers
-        classes = [str(i) for i in range(int(np.max(labels)) + 1)]
+        classes = _numbered_classes(labels, str(path))
     return ArrayPointCloudDataset(
         points,
         labels,
@@ -246,7 +285,8 @@ def _open_modelnet40_h5(root: Path, split: str, opts: _Options) -> PointCloudDat
     listed = _read_lines(root / MODELNET40_H5_FILES[split], f"ModelNet40 h5 {split} file list")
     files = [root / Path(line).name for line in listed]  # lines are 'data/modelnet40_ply_hdf5_2048/x.h5'
     _raise_if_missing(files, str(root / MODELNET40_H5_FILES[split]))
-    parts = [_read_h5(f) for f in files]
+    budget = SizeBudget(opts.max_gib)  # one limit for all the parts together
+    parts = [_read_h5(f, budget) for f in files]
     if not parts:
         raise DatasetError(f"{root / MODELNET40_H5_FILES[split]} lists no files")
     points = np.concatenate([p for p, _ in parts])  # (N, 2048, 3)
@@ -256,8 +296,9 @@ def _open_modelnet40_h5(root: Path, split: str, opts: _Options) -> PointCloudDat
     )
 
 
-def _read_resampled_txt(path: Path) -> np.ndarray:
+def _read_resampled_txt(path: Path, *, max_gib: float) -> np.ndarray:
     """One modelnet40_normal_resampled file: (P, 6) comma-separated x,y,z,nx,ny,nz -> (P, 3)."""
+    SizeBudget(max_gib).claim(path.stat().st_size, str(path))  # text: the parsed floats are no bigger
     try:
         rows = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError as err:
@@ -283,7 +324,7 @@ def _open_modelnet40_resampled(root: Path, split: str, opts: _Options) -> PointC
         files,
         labels,
         classes,
-        reader=_read_resampled_txt,
+        reader=functools.partial(_read_resampled_txt, max_gib=opts.max_gib),
         names=names,
         layout="modelnet40-resampled",
         source=str(root),
@@ -299,8 +340,20 @@ def _shapenet_dirs(root: Path) -> tuple[Path, Path]:
     return list_dir, pc_dir
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+def _read_npy(path: Path, *, max_gib: float) -> np.ndarray:
+    """One ``.npy`` file, after claiming its declared size; unreadable files raise DatasetError."""
+    try:
+        with open(path, "rb") as handle:
+            declared = npy_nbytes(handle)
+            if declared is None:
+                raise DatasetError(f"{path}: not an .npy file")
+            SizeBudget(max_gib).claim(declared, str(path))
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
+    except DatasetError:
+        raise
+    except (OSError, EOFError, ValueError) as err:
+        raise DatasetError(f"{path}: not a readable .npy array of plain numbers ({err})") from err
 
 
 def _open_shapenet55(root: Path, split: str, opts: _Options) -> PointCloudDataset:
@@ -319,7 +372,7 @@ def _open_shapenet55(root: Path, split: str, opts: _Options) -> PointCloudDatase
         [pc_dir / line for line in lines],
         labels,
         classes,
-        reader=_read_npy,
+        reader=functools.partial(_read_npy, max_gib=opts.max_gib),
         names=names,
         layout="shapenet55",
         source=str(root),
@@ -461,6 +514,7 @@ def open_dataset(
     num_points: int | None = DEFAULT_NUM_POINTS,
     sampling: str = "first",
     transform: Callable[[Tensor], Tensor] | None = None,
+    max_gib: float = MAX_GIB,
 ) -> PointCloudDataset:
     """Open any supported data set (layout detected from ``path``).
 
@@ -471,6 +525,9 @@ def open_dataset(
         num_points: points per item; None keeps all the points of the file.
         sampling: 'first' (default), 'fps' or 'random' sub-sampling (see :mod:`i2pmae.data.datasets`).
         transform: applied to each item's (num_points, 3) points after normalisation, e.g. an augmentation.
+        max_gib: refuse (DatasetError) a file whose arrays would take more than this many GiB once read,
+            judged from the sizes the file declares before anything is read (:mod:`i2pmae.data.limits`).
+            For a file-per-shape layout the limit applies to each ``.npy`` / text file.
 
     Returns:
         a :class:`PointCloudDataset`; items ``{'points': (num_points, 3), 'label': int, 'index': int}``.
@@ -479,7 +536,7 @@ def open_dataset(
     _check_options(num_points, sampling)
     path = Path(path)
     layout = detect_layout(path)
-    opts = _Options(num_points, sampling, transform)
+    opts = _Options(num_points, sampling, transform, check_max_gib(max_gib))
     if path.is_file():
         return FILE_LAYOUTS[path.suffix.lower()][1](path, split, opts)
     return FOLDER_LAYOUTS[layout][1](path, split, opts)
