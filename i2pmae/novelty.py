@@ -192,6 +192,8 @@ def load_novelty(path: str | os.PathLike) -> NoveltyModel:
     """Read a model written by :func:`save_novelty`; refuses other files and non-finite tensors."""
     from safetensors import safe_open
 
+    from .checkpoints import require_finite
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no novelty model at {os.fspath(path)}")
     with safe_open(os.fspath(path), framework="pt") as handle:
@@ -199,9 +201,7 @@ def load_novelty(path: str | os.PathLike) -> NoveltyModel:
         if meta.get("format") != NOVELTY_FORMAT:
             raise ValueError(f"{os.fspath(path)} is not an i2pmae novelty model ({meta.get('format')!r})")
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    for name, tensor in tensors.items():
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"{os.fspath(path)}: tensor {name!r} holds NaN or infinite values")
+    require_finite(tensors, path)  # a CheckpointError (a ValueError) naming the tensor
     method, threshold = meta.get("method"), float(meta.get("threshold", "nan"))
     if method not in METHODS or not np.isfinite(threshold):
         raise ValueError(f"{os.fspath(path)}: bad method {method!r} or threshold {threshold!r}")
