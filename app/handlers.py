@@ -104,8 +104,10 @@ def _summary(result: AnalysedShape) -> str:
     shape = result.shape
     source = (f"mesh with {shape.num_vertices:,} vertices and {shape.num_faces:,} faces" if shape.num_faces
               else f"point cloud with {shape.num_vertices:,} points")
+    notes = "".join(f"\n- {note}" for note in shape.notes)  # what the loader changed, e.g. dropped points
     return (f"**{shape.name}**: {source} → {len(shape.points):,} points in the unit sphere. "
-            f"Teacher: `{result.teacher}`; analysed in {result.seconds:.2f} s.")
+            f"Teacher: `{result.teacher}`; analysed in {result.seconds:.2f} s."
+            + (f"\n\n**Loader notes:**{notes}" if notes else ""))
 
 
 def _ratio_text(value: float, reference: float) -> str:

@@ -44,6 +44,7 @@ class LoadedShape:
     num_vertices: int
     num_faces: int
     mesh_path: str | None
+    notes: tuple[str, ...] = ()  # what the loader changed (dropped points, a skipped header row, ...)
 
 
 @dataclass
@@ -112,12 +113,12 @@ def load_shape(path: str | os.PathLike | None, num_points: int, seed: int) -> Lo
     digest = file_digest(path)
 
     def compute() -> LoadedShape:
-        points = load_points(path, num_points, seed=int(seed))
         raw = read_shape(path)
+        points = load_points(raw, num_points, seed=int(seed))  # the shape read once, for both
         num_faces = 0 if raw.faces is None else len(raw.faces)
         mesh = _mesh_file(digest, raw.points, raw.faces) if 0 < num_faces <= MAX_MESH_FACES else None
         return LoadedShape(name=path.name, digest=digest, points=points, num_vertices=len(raw.points),
-                           num_faces=num_faces, mesh_path=mesh)
+                           num_faces=num_faces, mesh_path=mesh, notes=raw.notes)
 
     return _shape_cache.get_or_compute((digest, num_points, int(seed)), compute)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
 import pickle
@@ -9,6 +11,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+import lzf
 import numpy as np
 import pytest
 import trimesh
@@ -254,9 +257,9 @@ def test_pcd_binary_compressed(tmp_path, cloud):
 def test_lzf_back_references():
     """Literal 'abc', a 3-byte match at distance 1, then an 11-byte match at distance 5 (both overlap)."""
     stream = bytes([2]) + b"abc" + bytes([1 << 5, 0]) + bytes([7 << 5, 2, 4])
-    assert shape_io._lzf_decompress(stream, 17) == b"abc" + b"ccc" + b"bccccbccccb"
+    assert shape_io.pcd._lzf_decompress(stream, 17) == b"abc" + b"ccc" + b"bccccbccccb"
     with pytest.raises(ShapeError, match="corrupt"):
-        shape_io._lzf_decompress(bytes([1 << 5, 5]), 3)  # a reference before the start
+        shape_io.pcd._lzf_decompress(bytes([1 << 5, 5]), 3)  # a reference before the start
 
 
 @pytest.mark.parametrize(
@@ -403,12 +406,8 @@ BAD_FILES = {
     "ply-no-vertices": ("a.ply", ply_ascii(np.zeros((0, 3)), []), "no points"),
     "npy-no-points": ("a.npy", npy_bytes(np.zeros((0, 3))), "no points"),
     "few-distinct": ("a.xyz", REPEATED, "only 4 distinct point"),
-    "nan": (
-        "a.xyz",
-        "nan 0 0\n" + REPEATED + "".join(f"{i} 2 3\n" for i in range(20)),
-        "1 of 221 points have NaN",
-    ),
-    "inf": ("a.npy", npy_bytes(np.array([[np.inf, 0, 0]] + [[i, 0, 0] for i in range(20)])), "infinite"),
+    "nan": ("a.xyz", "nan 0 0\n" + REPEATED, "only 4 distinct.*1 of 201 points have NaN"),
+    "inf": ("a.npy", npy_bytes(np.array([[np.inf, 0, 0]] + [[i, 0, 0] for i in range(10)])), "infinite"),
     "ply-promises-more-vertices": (
         "a.ply",
         ply_ascii(CUBE.vertices, CUBE.faces.tolist(), count=20),
@@ -462,9 +461,9 @@ BAD_FILES = {
         pcd_header(20, "binary_compressed").encode() + struct.pack("<II", 3, 240) + b"\x05ab",
         "corrupt",
     ),
-    "txt-not-numbers": ("a.txt", "x,y,z\n1,2,3\n", "malformed point list"),
+    "txt-not-numbers": ("a.txt", "1,2,3\nx,y,z\n", "malformed point list"),
     "txt-ragged": ("a.txt", "1 2 3\n4 5\n", "malformed point list"),
-    "txt-four-columns": ("a.txt", "1 2 3 4\n" * 20, r"shape \(20, 4\); expected \(N, 3\)"),
+    "txt-two-columns": ("a.txt", "1 2\n" * 20, r"shape \(20, 2\); expected \(N, 3\)"),
     "txt-only-comments": ("a.xyz", "# nothing\n\n", "no points"),
     "npy-pickle": ("a.npy", npy_bytes(np.array([{"a": 1}], dtype=object), allow_pickle=True), "pickled"),
     "npy-pickle-protocol": ("a.npy", pickle.dumps(np.zeros((20, 3))), "not an NPY file"),
@@ -516,7 +515,7 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_file_size_limit_is_checked_before_reading(tmp_path, monkeypatch):
     path = write(tmp_path / "big.xyz", "0 0 0\n" * 2000)
-    monkeypatch.setattr(shape_io, "MAX_FILE_BYTES", 2**20 // 100)
+    monkeypatch.setattr(shape_io.checks, "MAX_FILE_BYTES", 2**20 // 100)
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("the file was read"))
     with pytest.raises(
         ShapeError, match=r"big.xyz: the file is 12,000 bytes, over the limit of 10,485 bytes"
@@ -526,7 +525,7 @@ def test_file_size_limit_is_checked_before_reading(tmp_path, monkeypatch):
 
 def test_file_size_limit_message_in_mib(tmp_path, monkeypatch):
     path = write(tmp_path / "big.npy", bytes(3 * 2**20 + 1))
-    monkeypatch.setattr(shape_io, "MAX_FILE_BYTES", 2 * 2**20)
+    monkeypatch.setattr(shape_io.checks, "MAX_FILE_BYTES", 2 * 2**20)
     with pytest.raises(
         ShapeError, match=r"the file is 3.0 MiB, over the limit of 2.0 MiB \(MAX_FILE_BYTES\)"
     ):
@@ -534,7 +533,7 @@ def test_file_size_limit_message_in_mib(tmp_path, monkeypatch):
 
 
 def test_point_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(shape_io, "MAX_POINTS", 100)
+    monkeypatch.setattr(shape_io.checks, "MAX_POINTS", 100)
     np.save(tmp_path / "c.npy", np.random.default_rng(0).normal(size=(150, 3)))
     with pytest.raises(ShapeError, match=r"150 points, over the limit of 100 \(MAX_POINTS\)"):
         read_shape(tmp_path / "c.npy")
@@ -554,11 +553,402 @@ def test_point_limit_is_checked_from_the_header(tmp_path):
 
 def test_npz_member_size_is_checked_before_decompressing(tmp_path, monkeypatch):
     np.savez_compressed(tmp_path / "c.npz", points=np.zeros((100_000, 3)))  # 2.4 MB of zeros, tiny on disk
-    monkeypatch.setattr(shape_io, "MAX_FILE_BYTES", 2**20)
+    monkeypatch.setattr(shape_io.checks, "MAX_FILE_BYTES", 2**20)
     with pytest.raises(
         ShapeError, match=r"array 'points' is 2.3 MiB uncompressed, over the limit of 1.0 MiB"
     ):
         read_shape(tmp_path / "c.npz")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Files users have: what real exporters write (issue 11) and the rules for odd tables and units (issue 14)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def organised_cloud(width: int = 64, height: int = 48, nan_fraction: float = 0.25) -> np.ndarray:
+    """A depth-camera frame as PCL stores it: (H * W, 3) float32, NaN where a pixel has no depth."""
+    rng = np.random.default_rng(3)
+    u, v = np.meshgrid(np.arange(width), np.arange(height))
+    depth = 1.0 + 0.2 * rng.random((height, width))
+    points = np.stack([(u - width / 2) * depth / 50, (v - height / 2) * depth / 50, depth], axis=-1)
+    points[rng.random((height, width)) < nan_fraction] = np.nan
+    return points.reshape(-1, 3).astype(np.float32)
+
+
+def organised_pcd(points: np.ndarray, data: str, width: int, height: int) -> bytes:
+    """x y z plus an rgb field, in PCL's ascii, binary or binary_compressed encoding."""
+    header = pcd_header(len(points), data, "x y z rgb", "4 4 4 4", "F F F F")
+    header = header.replace(f"WIDTH {len(points)}\nHEIGHT 1", f"WIDTH {width}\nHEIGHT {height}").encode()
+    rgb = np.full(len(points), 4.2108e06, dtype="<f4")
+    if data == "ascii":
+        return (
+            header
+            + "".join(
+                f"{x} {y} {z} {c}\n" for (x, y, z), c in zip(points.tolist(), rgb, strict=True)
+            ).encode()
+        )
+    if data == "binary":
+        record = np.zeros(len(points), dtype=[("xyz", "<f4", 3), ("rgb", "<f4")])
+        record["xyz"], record["rgb"] = points, rgb
+        return header + record.tobytes()
+    raw = b"".join(points[:, i].astype("<f4").tobytes() for i in range(3)) + rgb.tobytes()  # column-major
+    compressed = lzf.compress(raw, 2 * len(raw))  # None when the stream would grow beyond the limit
+    return header + struct.pack("<II", len(compressed), len(raw)) + compressed
+
+
+@pytest.mark.parametrize("data", ["ascii", "binary", "binary_compressed"])
+def test_organised_pcd_drops_nan_points_and_says_so(tmp_path, data):
+    points = organised_cloud()
+    finite = np.isfinite(points).all(axis=1)
+    path = write(tmp_path / "frame.pcd", organised_pcd(points, data, 64, 48))
+    shape = read_shape(path)
+    np.testing.assert_array_equal(shape.points, points[finite].astype(np.float64))
+    assert shape.notes == (
+        f"{(~finite).sum():,} of 3,072 points have NaN or infinite coordinates and were dropped",
+    )
+    assert_normalised(load_points(path, 512), 512)
+
+
+def test_cloud_of_nan_with_too_few_finite_points_is_refused(tmp_path):
+    points = np.full((3072, 3), np.nan, dtype=np.float32)
+    points[:10] = np.arange(30).reshape(10, 3)
+    with pytest.raises(ShapeError, match=r"only 10 distinct point.*3,062 of 3,072 points have NaN"):
+        read_shape(write(tmp_path / "frame.pcd", organised_pcd(points, "binary", 64, 48)))
+    points[:] = np.nan
+    with pytest.raises(ShapeError, match="no points with finite coordinates"):
+        read_shape(write(tmp_path / "frame.pcd", organised_pcd(points, "binary", 64, 48)))
+
+
+def test_mesh_vertices_with_nan_are_dropped_with_their_faces(tmp_path):
+    mesh = unit_cube()
+    text = off_text(mesh).replace("OFF\n8 12 0\n", "OFF\n9 13 0\n", 1)
+    lines = text.splitlines()
+    lines.insert(2 + 8, "nan 0 0")  # a ninth vertex, used by one extra face
+    text = "\n".join(lines) + "\n3 0 1 8\n"
+    shape = read_shape(write(tmp_path / "cube.off", text))
+    assert_same_mesh(shape, mesh)
+    assert shape.notes == (
+        "1 of 9 vertices have NaN or infinite coordinates; they and the 1 face(s) using them were dropped",
+    )
+
+
+def test_blender_ply_header_lines_are_ignored_with_a_note(tmp_path):
+    mesh = unit_cube()
+    for encoding in ("ascii", "binary"):
+        data = trimesh.exchange.ply.export_ply(mesh, encoding=encoding)
+        data = data.replace(b"ply\n", b"ply\nCreated by Blender 2.79 (sub 0) - www.blender.org\n", 1)
+        data = data.replace(b"end_header", b"obj_info exported by hand\nend_header", 1)
+        shape = read_shape(write(tmp_path / f"{encoding}.ply", data))
+        assert_same_mesh(shape, mesh)
+        assert shape.notes == (
+            "ignored 1 non-standard PLY header line(s), e.g. 'Created by Blender 2.79 (sub "
+            "0) - www.blender.org'",
+        )
+
+
+def test_ply_faces_with_texcoord_lists(tmp_path):
+    square = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0]], dtype=np.float64)
+    header = (
+        "ply\nformat ascii 1.0\nelement vertex 5\nproperty float x\nproperty float y\nproperty float z\n"
+        "element face 2\nproperty list uchar int vertex_indices\nproperty list uchar float texcoord\n"
+        "property uchar flags\nend_header\n"
+    )
+    body = "".join(f"{x} {y} {z}\n" for x, y, z in square.tolist())
+    body += "4 0 1 2 3 8 0 0 1 0 1 1 0 1 7\n3 1 4 2 6 0 0 1 0 1 1 7\n"
+    assert rows(read_shape(write(tmp_path / "tex.ply", header + body)).faces) == rows(
+        [[0, 1, 2], [0, 2, 3], [1, 4, 2]]
+    )
+    vertex = square.astype("<f4").tobytes()
+    quad = bytes([4]) + np.array([0, 1, 2, 3], "<i4").tobytes() + bytes([8]) + bytes(32) + bytes([7])
+    triangle = bytes([3]) + np.array([1, 4, 2], "<i4").tobytes() + bytes([6]) + bytes(24) + bytes([7])
+    binary = header.replace("ascii", "binary_little_endian").encode() + vertex + triangle + quad
+    assert rows(read_shape(write(tmp_path / "tex_bin.ply", binary)).faces) == rows(
+        [[0, 1, 2], [0, 2, 3], [1, 4, 2]]
+    )
+
+
+def test_obj_line_continuations_and_utf16(tmp_path):
+    text = "# made on Windows\nv 0 0 \\\n  0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 \\\n3\nf 1 3 4\n"
+    for encoding in ("utf-8", "utf-16", "utf-8-sig"):
+        shape = read_shape(write(tmp_path / "tet.obj", text.encode(encoding)))
+        np.testing.assert_array_equal(shape.points, [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+        assert rows(shape.faces) == rows([[0, 1, 2], [0, 2, 3]])
+    with pytest.raises(ShapeError, match="line 9: 'x' is not a vertex index"):
+        read_shape(write(tmp_path / "bad.obj", text.replace("f 1 3 4", "f 1 \\\n x 4")))
+
+
+PLY_HEADER = "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n"
+PLY_VERTICES = "0 0 0\n1 0 0\n0 1 0\n0 0 1\n"
+PLY_VARIANTS = {
+    "triangles": PLY_HEADER
+    + "element face 2\nproperty list uchar int vertex_indices\nend_header\n"
+    + PLY_VERTICES
+    + "3 0 1 2\n3 0 2 3\n",
+    "colours-crlf": (
+        PLY_HEADER.replace("z\n", "z\nproperty uchar red\n")
+        + "end_header\n"
+        + PLY_VERTICES.replace("\n", " 255\r\n")
+    ),
+    "no-faces": PLY_HEADER
+    + "element face 0\nproperty list uchar int vertex_indices\nend_header\n"
+    + PLY_VERTICES,
+    "mixed-lists": PLY_HEADER
+    + "element face 2\nproperty list uchar int vertex_indices\nend_header\n"
+    + PLY_VERTICES
+    + "3 0 1 2\n4 0 1 2 3\n",
+    "float-items-and-edges": PLY_HEADER + "element face 1\nproperty list uint8 float vertex_index\n"
+    "element edge 1\nproperty int vertex1\nproperty int vertex2\nend_header\n"
+    + PLY_VERTICES
+    + "3 0 1 2\n0 1\n",
+    "fractional-int": PLY_HEADER.replace("float z", "int z")
+    + "end_header\n"
+    + PLY_VERTICES.replace("1\n", "1.5\n"),
+    "uchar-out-of-range": PLY_HEADER.replace("z\n", "z\nproperty uchar red\n")
+    + "end_header\n"
+    + PLY_VERTICES.replace("\n", " 300\n"),
+    "extra-value": PLY_HEADER + "end_header\n" + PLY_VERTICES.replace("1 0 0", "1 0 0 7"),
+    "nan-and-blank-line": PLY_HEADER + "end_header\n" + PLY_VERTICES.replace("0 0 1\n", "nan 0 1\n\n"),
+    "duplicate-property": PLY_HEADER.replace("float z", "float z\nproperty float z")
+    + "end_header\n"
+    + PLY_VERTICES.replace("\n", " 0\n"),
+}
+
+
+@pytest.mark.parametrize("text", PLY_VARIANTS.values(), ids=PLY_VARIANTS.keys())
+def test_ply_ascii_fast_path_agrees_with_plyfile(tmp_path, monkeypatch, text):
+    """ASCII PLY bodies are read with one loadtxt per element; the result (or error) is plyfile's."""
+    path = write(tmp_path / "a.ply", text)
+    fast = outcome(path)
+    monkeypatch.setattr(shape_io.ply, "_ascii_columns", lambda body, elements: None)
+    assert fast == outcome(path)
+
+
+def outcome(path: Path):
+    """What read_shape makes of a file: (points, faces) as lists, or the error message."""
+    try:
+        shape = read_shape(path)
+    except ShapeError as err:
+        return str(err)
+    return shape.points.tolist(), None if shape.faces is None else shape.faces.tolist()
+
+
+OBJ_VARIANTS = {
+    "crlf-tabs-comments": "# c\r\nv\t0 0 0\r\n  v 1 0 0 # x\r\nv 0 1 0\r\nv 0 0 1\r\nf 1 2 3\r\nf\t1 3 4\r\n",
+    "w-colours-slashes": (
+        "v 0 0 0 1\nv 1 0 0 1 0.5 0.5 0.5\nv 0 1 0\nv 0 0 1\nvt 0 0\nf 1/1 2/1 3/1\nf 1//1 3//1 4//1\n"
+    ),
+    "quads-and-triangles": "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 2 0 0\nf 1 2 3 4\nf 2 5 3\n",
+    "negative": "v 0 0 0\nv 1 0 0\nv 0 1 0\nf -3 -2 -1\nv 0 0 1\nf -4 -2 -1\n",
+    "interleaved": "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nv 0 0 1\nf 1 3 4\n",
+    "bare-v": "v 0 0 0\nv\nf 1 1 1\n",
+    "face-comment": "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3 # tri\n",
+    "old-mac-lines": "v 0 0 0\rv 1 0 0\rv 0 1 0\rf 1 2 3\r",
+    "float-index": "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3.0\n",
+    "huge-index": "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99999999999999999999999\n",
+}
+
+
+@pytest.mark.parametrize("text", OBJ_VARIANTS.values(), ids=OBJ_VARIANTS.keys())
+def test_obj_fast_path_agrees_with_the_line_by_line_reader(tmp_path, monkeypatch, text):
+    """Most OBJ files go through one regex and loadtxt; the result (or error) is the line reader's."""
+    path = write(tmp_path / "a.obj", text)
+    fast = outcome(path)
+    monkeypatch.setattr(shape_io.meshes, "_obj_fast", lambda text: None)
+    assert fast == outcome(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "notes"),
+    [
+        ("{rows}", ()),
+        ("x y z\n{rows}", ("skipped the header row 'x y z'",)),
+        ("//X,Y,Z,R,G,B\n# exported\n{rows}", ()),
+        ("X,Y,Z,Intensity\n// scan 3\n{rows}", ("skipped the header row 'X,Y,Z,Intensity'",)),
+    ],
+    ids=["plain", "header-row", "comments", "header-and-comment"],
+)
+@pytest.mark.parametrize("columns", [3, 4, 7])
+def test_text_tables_with_header_rows_comments_and_more_columns(tmp_path, cloud, text, notes, columns):
+    """CloudCompare writes x y z r g b and scalar fields; LiDAR exports x y z intensity."""
+    delimiter = "," if "," in text else " "
+    table = np.concatenate([cloud, np.arange(len(cloud) * (columns - 3)).reshape(len(cloud), -1)], axis=1)
+    lines = "".join(delimiter.join(map(repr, row)) + "\n" for row in table.tolist())
+    shape = read_shape(write(tmp_path / "scan.txt", text.format(rows=lines)))
+    np.testing.assert_array_equal(shape.points, cloud)
+    columns_note = (f"used the first 3 of {columns} columns as x y z",) if columns > 3 else ()
+    assert shape.notes == (*notes, *columns_note)
+
+
+def test_text_with_a_header_row_only(tmp_path):
+    with pytest.raises(ShapeError, match="a header row but no points"):
+        read_shape(write(tmp_path / "a.xyz", "x y z\n# nothing else\n"))
+
+
+@pytest.mark.parametrize("magnitude", [1e200, 1e-200, 1e300])
+@pytest.mark.parametrize("num_points", [100, 3000])
+def test_huge_and_tiny_coordinates_load_like_metres(tmp_path, magnitude, num_points):
+    """Float64 holds them, float32 does not: the loader rescales exactly before any float32 cast."""
+    points = corner_cloud(num_inner=num_points - 8)
+    np.save(tmp_path / "c.npy", points * magnitude)
+    out = load_points(tmp_path / "c.npy", 256, seed=0)
+    assert_normalised(out, 256)
+    np.testing.assert_allclose(out, load_points(write(tmp_path / "m.npy", npy_bytes(points)), 256), atol=1e-6)
+    assert len(np.unique(out, axis=0)) == min(num_points, 256)
+
+
+def test_huge_mesh_coordinates(tmp_path):
+    mesh = unit_cube()
+    huge = trimesh.Trimesh(mesh.vertices * 1e200, mesh.faces, process=False)
+    out = load_points(write(tmp_path / "huge.off", off_text(huge)), 512, seed=1)
+    reference = load_points(write(tmp_path / "unit.off", off_text(mesh)), 512, seed=1)
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+
+
+def scene_glb(*geometry_and_shift) -> bytes:
+    scene = trimesh.Scene()
+    for i, (geometry, shift) in enumerate(geometry_and_shift):
+        scene.add_geometry(
+            geometry, node_name=f"n{i}", transform=trimesh.transformations.translation_matrix(shift)
+        )
+    return scene.export(file_type="glb")
+
+
+def test_glb_meshes_with_node_transforms(tmp_path):
+    mesh = unit_cube()
+    shape = read_shape(write(tmp_path / "two.glb", scene_glb((mesh, [0, 0, 0]), (mesh, [5, 0, 0]))))
+    both = trimesh.util.concatenate([mesh, trimesh.Trimesh(mesh.vertices + [5, 0, 0], mesh.faces)])
+    assert_same_mesh(shape, both)
+    assert_normalised(load_points(tmp_path / "two.glb", 256), 256)
+
+
+def test_glb_point_cloud_and_gltf(tmp_path, cloud):
+    shape = read_shape(write(tmp_path / "c.glb", scene_glb((trimesh.PointCloud(cloud), [0, 0, 0]))))
+    assert not shape.is_mesh
+    np.testing.assert_allclose(shape.points, cloud.astype(np.float32))
+    scene = trimesh.Scene(unit_cube())
+    embedded = trimesh.exchange.gltf.export_gltf(scene, embed_buffers=True)["model.gltf"]
+    assert_same_mesh(read_shape(write(tmp_path / "cube.gltf", embedded)), unit_cube())
+    separate = trimesh.exchange.gltf.export_gltf(scene)["model.gltf"]
+    with pytest.raises(ShapeError, match=r"cube.gltf: the glTF file refers to other files \(gltf_buffer"):
+        read_shape(write(tmp_path / "cube.gltf", separate))
+
+
+def test_damaged_glb(tmp_path):
+    data = scene_glb((unit_cube(), [0, 0, 0]))
+    with pytest.raises(ShapeError, match="truncated or damaged GLB file"):
+        read_shape(write(tmp_path / "a.glb", data[:-20]))
+    with pytest.raises(ShapeError, match="not a GLB file"):
+        read_shape(write(tmp_path / "a.glb", b"PK\x03\x04" + data))
+
+
+def zipped(members: dict[str, bytes | str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def test_zipped_obj_with_its_material_file(tmp_path):
+    mesh = unit_cube()
+    archive = zipped(
+        {
+            "cube/cube.obj": trimesh.exchange.obj.export_obj(mesh),
+            "cube/cube.mtl": "newmtl m\n",
+            "__MACOSX/cube/._cube.obj": "junk",
+        }
+    )
+    shape = read_shape(write(tmp_path / "cube.zip", archive))
+    assert_same_mesh(shape, mesh)
+    assert shape.notes == (
+        "read cube/cube.obj from the zip archive (ignored 1 other file(s): cube/cube.mtl)",
+    )
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".gz", gzip.compress), (".bz2", bz2.compress)])
+def test_compressed_single_files(tmp_path, cloud, suffix, compress):
+    mesh = unit_cube()
+    path = write(tmp_path / f"cube.ply{suffix}", compress(trimesh.exchange.ply.export_ply(mesh)))
+    assert_same_mesh(read_shape(path), mesh)
+    text = "".join(f"{x!r} {y!r} {z!r}\n" for x, y, z in cloud.tolist())
+    np.testing.assert_array_equal(
+        read_shape(write(tmp_path / f"c.XYZ{suffix}", compress(text.encode()))).points, cloud
+    )
+
+
+def test_zip_bomb_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    monkeypatch.setattr(shape_io.checks, "MAX_FILE_BYTES", 2**20)
+    bomb = zipped({"bomb.xyz": bytes(8 * 2**20)})  # 8 MiB of zeros, 8 KiB on disk
+    with pytest.raises(
+        ShapeError,
+        match=r"'bomb.xyz' in the zip archive is 8.0 MiB uncompressed, over the "
+        r"limit of 1.0 MiB \(MAX_FILE_BYTES\)",
+    ):
+        read_shape(write(tmp_path / "bomb.zip", bomb))
+    lying = bomb.replace(struct.pack("<I", 8 * 2**20), struct.pack("<I", 1000))  # sizes in both headers
+    with pytest.raises(ShapeError, match="bomb.zip: 'bomb.xyz' in the zip archive cannot be decompressed"):
+        read_shape(write(tmp_path / "bomb.zip", lying))
+    with pytest.raises(ShapeError, match=r"bomb.xyz.gz: the gzip data is over 1.0 MiB once decompressed"):
+        read_shape(write(tmp_path / "bomb.xyz.gz", gzip.compress(bytes(8 * 2**20))))
+
+
+COMPRESSED_BAD_FILES = {
+    "zip-two-shapes": (
+        "a.zip",
+        zipped({"a.obj": "v 0 0 0\n", "b.ply": "ply\n"}),
+        "2 shape files \\(a.obj, b.ply",
+    ),
+    "zip-no-shape": ("a.zip", zipped({"readme.md": "hello"}), r"no shape file \(readme.md\)"),
+    "zip-junk": ("a.zip", junk(), "not a zip archive"),
+    "gz-junk": ("a.ply.gz", junk(), "the gzip data cannot be decompressed"),
+    "bz2-truncated": (
+        "a.obj.bz2",
+        bz2.compress(b"v 0 0 0\n" * 500)[:-10],
+        "bzip2 data cannot be decompressed",
+    ),
+    "gz-unknown-inner": ("a.tar.gz", gzip.compress(b"x"), "named after it, like model.ply.gz"),
+    "gz-empty": ("a.obj.gz", gzip.compress(b""), "the gzip data is empty"),
+    "gz-bad-inner": ("a.obj.gz", gzip.compress(b"v 0 0 0\nf 0 1 2\n"), "start at 1"),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"), COMPRESSED_BAD_FILES.values(), ids=COMPRESSED_BAD_FILES.keys()
+)
+def test_bad_compressed_files(tmp_path, name, content, expected):
+    with pytest.raises(ShapeError, match=expected) as info:
+        read_shape(write(tmp_path / name, content))
+    assert str(info.value).startswith(f"{name}: ") and "\n" not in str(info.value)
+
+
+def test_compressed_suffixes_are_supported_extensions():
+    assert {".glb", ".gltf", ".zip", ".gz", ".bz2"} <= set(SUPPORTED_EXTENSIONS)
+
+
+def test_load_points_takes_a_shape_read_before(tmp_path):
+    path = write(tmp_path / "scan.xyz", "x y z\n" + "".join(f"{i} {i % 7} {i % 5}\n" for i in range(300)))
+    shape = read_shape(path)
+    assert shape.notes == ("skipped the header row 'x y z'",)
+    np.testing.assert_array_equal(load_points(shape, 128, seed=2), load_points(path, 128, seed=2))
+
+
+def test_binary_ply_fast_path_and_a_late_quad(tmp_path):
+    """plyfile memory-maps binary lists of one length; a quad in the last row sends it back to row by row."""
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    header = (
+        "ply\nformat binary_little_endian 1.0\nelement vertex {v}\nproperty float x\nproperty float y\n"
+        "property float z\nelement face {f}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    face = np.zeros(len(sphere.faces), dtype=[("n", "u1"), ("idx", "<i4", 3)])
+    face["n"], face["idx"] = 3, sphere.faces
+    vertices = sphere.vertices.astype("<f4").tobytes()
+    triangles = header.format(v=len(sphere.vertices), f=len(face)).encode() + vertices + face.tobytes()
+    assert_same_mesh(read_shape(write(tmp_path / "tri.ply", triangles)), sphere)
+    quad = bytes([4]) + np.array([0, 1, 2, 3], "<i4").tobytes()
+    mixed = header.format(v=len(sphere.vertices), f=len(face) + 1).encode() + vertices + face.tobytes() + quad
+    faces = read_shape(write(tmp_path / "mixed.ply", mixed)).faces
+    np.testing.assert_array_equal(faces[: len(sphere.faces)], sphere.faces)
+    assert rows(faces[len(sphere.faces) :]) == rows([[0, 1, 2], [0, 2, 3]])
 
 
 # ----------------------------------------------------------------------------------------------------------

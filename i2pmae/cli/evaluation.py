@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import (
@@ -143,7 +144,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="class probabilities of one shape file")
-    p.add_argument("shape", help="a shape file (ply obj off stl pcd xyz txt npy npz)")
+    p.add_argument("shape", help="a shape file (ply obj off stl glb pcd xyz txt npy npz, or one compressed)")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
                    help="a fine-tuned classifier, or a pre-trained model with a linear probe")
     p.add_argument("--probe", default=None,
@@ -158,18 +159,27 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_classify)
 
 
+def _shape_points(args: argparse.Namespace, num_points: int):
+    """``args.shape`` as (N, 3) float32 points; what the loader changed goes to stderr."""
+    from ..io import load_points, read_shape
+
+    shape = read_shape(args.shape)
+    for note in shape.notes:
+        print(f"i2pmae {args.command}: {Path(args.shape).name}: {note}", file=sys.stderr)
+    return load_points(shape, num_points)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoints import load_checkpoint
     from ..evaluate import load_probe, probe_path, top_k
-    from ..io import load_points
     from ..novelty import load_novelty, novelty_path
 
     device = resolve_device(args.device)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     model.eval()
-    points = load_points(args.shape, args.num_points or model.cfg.num_points)
+    points = _shape_points(args, args.num_points or model.cfg.num_points)
     batch = torch.from_numpy(points)[None].to(device)  # (1, N, 3)
     novelty = None
     with torch.no_grad():
@@ -216,11 +226,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..io import load_points
-
     device = resolve_device(args.device)
     model, _ = load_pretrained(args.checkpoint, device)
-    points = load_points(args.shape, args.num_points or model.cfg.num_points)
+    points = _shape_points(args, args.num_points or model.cfg.num_points)
     with torch.no_grad():
         feature = model.extract_features(torch.from_numpy(points)[None].to(device), pool=args.pool)[0]
     out = Path(args.out)

@@ -13,7 +13,7 @@ DEFAULT_TEMPERATURES = (1.0, 0.003)
 
 def _add_explore(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="write depth views, saliency, random vs guided masks as PNG")
-    p.add_argument("shape", help="a shape file (ply obj off stl pcd xyz txt npy npz)")
+    p.add_argument("shape", help="a shape file (ply obj off stl glb pcd xyz txt npy npz, or one compressed)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--num-points", type=int, default=None,
                    help="points sampled from the shape (default: the paper model's 2048)")
@@ -38,14 +38,17 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     from ..checkpoints import load_checkpoint
     from ..explore import analyse_shape, paper_model, write_reconstructions, write_report
-    from ..io import load_points
+    from ..io import load_points, read_shape
     from ..teachers import load_teacher
 
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.exists() else None)
     name = Path(args.shape).name
     explorer = paper_model()
     with tqdm(total=4, desc="explore", unit="step", file=sys.stderr) as steps:
-        points = load_points(args.shape, args.num_points or explorer.cfg.num_points, seed=args.seed)
+        shape = read_shape(args.shape)
+        for note in shape.notes:  # what the loader changed, e.g. dropped NaN points
+            tqdm.write(f"i2pmae explore: {name}: {note}", file=sys.stderr)
+        points = load_points(shape, args.num_points or explorer.cfg.num_points, seed=args.seed)
         teacher = load_teacher(args.teacher, weights_path=args.teacher_weights)
         steps.update()
         analysis = analyse_shape(explorer, points, teacher)  # the one teacher run of this shape

@@ -1,0 +1,207 @@
+"""What every shape file must satisfy, whichever library read it: the limits, the finite and distinct points,
+the faces; and :class:`Shape`, the validated result with the notes a user should see.
+
+The limits are module globals read when a check runs, so a test (or a deployment) can change them here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+MAX_FILE_BYTES = 256 * 2**20  # a file, and anything decompressed from it, larger than this is refused
+MAX_POINTS = 5_000_000  # points of a cloud or vertices of a mesh
+MIN_DISTINCT_POINTS = 16  # a cloud needs at least this many distinct finite points to be tokenised
+
+_MIB = 2**20
+_DISTINCT_PROBE = 4096  # points checked for distinctness before falling back to the whole cloud
+_AREA_PROBE = 4096  # faces checked for a positive area before falling back to the whole mesh
+_MAX_EXACT_INT = 2**53  # float64 integers beyond this are not exact
+_SAFE_RANGE = (2.0**-60, 2.0**60)  # largest |coordinate| whose squares float32 holds as normal numbers
+
+
+class ShapeError(ValueError):
+    """A shape file that cannot be used; the message names the file and says what is wrong with it."""
+
+
+@dataclass(frozen=True, eq=False)  # arrays: compare the fields, not the shapes
+class Shape:
+    """Validated content of a shape file, in the file's own units.
+
+    Attributes:
+        points: (N, 3) float64, the cloud's points or the mesh's vertices; all finite.
+        faces: (F, 3) int64 triangles indexing ``points`` (polygons fan-triangulated), or None for a cloud.
+        notes: short sentences about what the loader did that the user should know (points dropped, a
+            header row skipped, columns ignored, ...); empty for a file read exactly as written.
+    """
+
+    points: np.ndarray
+    faces: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_mesh(self) -> bool:
+        return self.faces is not None
+
+
+class Parsed(NamedTuple):
+    """What a format reader returns, before the checks of :func:`validated`."""
+
+    points: np.ndarray  # (N, 3) any real dtype
+    faces: np.ndarray | None = None  # (F, 3) int triangles, or None for a cloud
+    notes: tuple[str, ...] = ()
+
+
+def format_size(num_bytes: int) -> str:
+    return f"{num_bytes / _MIB:.1f} MiB" if num_bytes >= _MIB else f"{num_bytes:,} bytes"
+
+
+def check_size(num_bytes: int, what: str, qualifier: str = "") -> None:
+    """Refuse ``what`` (e.g. "the file") when it is larger than :data:`MAX_FILE_BYTES`."""
+    if num_bytes > MAX_FILE_BYTES:
+        size = f"{format_size(num_bytes)} {qualifier}".rstrip()
+        raise ShapeError(
+            f"{what} is {size}, over the limit of {format_size(MAX_FILE_BYTES)} (MAX_FILE_BYTES)"
+        )
+
+
+def check_count(count: int, noun: str) -> None:
+    if count > MAX_POINTS:
+        raise ShapeError(f"{count:,} {noun}, over the limit of {MAX_POINTS:,} (MAX_POINTS)")
+
+
+def to_unit_range(points: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 whose float32 casts and squares stay finite and normal, whatever the file's units.
+
+    Coordinates whose largest absolute value lies outside 2^-60 .. 2^60 (1e-300 or 1e300) are scaled by a
+    power of two into [0.5, 1); others are returned as they are. The scaling is exact (no rounding), so
+    every later result equals the unscaled one up to that factor.
+    """
+    largest = max(float(points.max()), -float(points.min())) if points.size else 0.0
+    if _SAFE_RANGE[0] <= largest <= _SAFE_RANGE[1] or largest == 0.0:
+        return points  # the same result as scaling, without the copy
+    return np.ldexp(points, -math.frexp(largest)[1])  # (N, 3)
+
+
+def validated(parsed: Parsed, notes: Sequence[str] = ()) -> Shape:
+    """Apply the package docstring's checks to a reader's output; ``notes`` come from opening the file."""
+    points = np.ascontiguousarray(parsed.points, dtype=np.float64)
+    faces = parsed.faces if parsed.faces is not None and len(parsed.faces) else None
+    notes = (*notes, *parsed.notes)
+    noun = "points" if faces is None else "vertices"
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise ShapeError(f"the file holds no {noun}")
+    check_count(len(points), noun)
+    if faces is not None:
+        faces = np.ascontiguousarray(faces, dtype=np.int64)
+        _check_face_indices(faces, len(points))
+    finite = np.isfinite(points).all(axis=1)  # (N,)
+    if not finite.all():
+        points, faces, note = _drop_non_finite(points, faces, finite, noun)
+        notes = (*notes, note)
+    if faces is None:
+        _check_distinct(points, notes)
+        return Shape(points=points, notes=notes)
+    _check_area(points, faces)
+    return Shape(points=points, faces=faces, notes=notes)
+
+
+def _drop_non_finite(
+    points: np.ndarray, faces: np.ndarray | None, finite: np.ndarray, noun: str
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Drop points (and faces using them) with a NaN or infinite coordinate; the note says how many."""
+    note = f"{int((~finite).sum()):,} of {len(points):,} {noun} have NaN or infinite coordinates"
+    if not finite.any():
+        raise ShapeError(f"no {noun} with finite coordinates: {note}")
+    if faces is None:
+        return points[finite], None, f"{note} and were dropped"
+    kept_faces = finite[faces].all(axis=1)  # (F,)
+    note += f"; they and the {int((~kept_faces).sum()):,} face(s) using them were dropped"
+    if not kept_faces.any():
+        raise ShapeError(f"every face uses a vertex with NaN or infinite coordinates ({note})")
+    new_index = np.cumsum(finite) - 1  # (V,), index of each kept vertex among the kept ones
+    return points[finite], new_index[faces[kept_faces]], note
+
+
+def _check_distinct(points: np.ndarray, notes: Sequence[str]) -> None:
+    """At least :data:`MIN_DISTINCT_POINTS` distinct rows; a small probe settles almost every real cloud."""
+    distinct = len(np.unique(points[:_DISTINCT_PROBE], axis=0))
+    if distinct < MIN_DISTINCT_POINTS and len(points) > _DISTINCT_PROBE:
+        distinct = len(np.unique(points, axis=0))
+    if distinct < MIN_DISTINCT_POINTS:
+        dropped = [note for note in notes if "NaN" in note]
+        reason = f" ({dropped[0]})" if dropped else ""
+        raise ShapeError(
+            f"the cloud has only {distinct} distinct point(s); "
+            f"at least {MIN_DISTINCT_POINTS} are needed{reason}"
+        )
+
+
+def _check_face_indices(faces: np.ndarray, num_vertices: int) -> None:
+    low, high = int(faces.min()), int(faces.max())
+    if low < 0 or high >= num_vertices:
+        bad = low if low < 0 else high
+        raise ShapeError(
+            f"a face refers to vertex {bad}, but the file has {num_vertices:,} vertices "
+            f"(valid indices 0 to {num_vertices - 1:,})"
+        )
+
+
+def _check_area(points: np.ndarray, faces: np.ndarray) -> None:
+    """Some face has a positive area; the first faces settle almost every real mesh."""
+    if _any_area(points, faces[:_AREA_PROBE]) or (len(faces) > _AREA_PROBE and _any_area(points, faces)):
+        return
+    raise ShapeError(f"every one of the {len(faces):,} faces has zero area: there is no surface to sample")
+
+
+def _any_area(points: np.ndarray, faces: np.ndarray) -> bool:
+    """Whether some face of (F, 3) has a non-zero area (computed in unit-range units: no overflow)."""
+    corners = to_unit_range(points[faces].reshape(-1, 3)).reshape(-1, 3, 3)  # (F, 3 corners, 3)
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # (F, 3)
+    return bool((normals != 0).any())
+
+
+def triangle_edges(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(V, 3), (F, 3) -> first corner, second - first, third - first, each (F, 3)."""
+    corners = vertices[faces]  # (F, 3 corners, 3)
+    return corners[:, 0], corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Polygons, shared by the PLY, OBJ and OFF readers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def triangulate(polygons: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """Fan-triangulate polygons: (F, L) int or a list of 1-D int arrays -> (T, 3) int64."""
+    if isinstance(polygons, np.ndarray) and polygons.dtype != object:
+        groups = [polygons]
+    else:
+        lengths = np.array([len(p) for p in polygons])  # (F,)
+        groups = [np.stack([polygons[i] for i in np.flatnonzero(lengths == n)]) for n in np.unique(lengths)]
+    triangles = []
+    for group in groups:  # (F_L, L), one polygon length L per group
+        if group.shape[1] < 3:
+            raise ShapeError(f"a face has {group.shape[1]} vertex indices; faces need at least 3")
+        if group.shape[1] == 3:
+            triangles.append(group)
+            continue
+        fan = np.arange(1, group.shape[1] - 1)  # (L - 2,)
+        hub = np.repeat(group[:, :1], len(fan), axis=1)  # (F_L, L - 2)
+        tris = np.stack([hub, group[:, fan], group[:, fan + 1]], axis=-1)  # (F_L, L - 2, 3)
+        triangles.append(tris.reshape(-1, 3))  # (F_L * (L - 2), 3)
+    return np.concatenate(triangles).astype(np.int64)  # (T, 3)
+
+
+def as_index(values: np.ndarray, what: str) -> np.ndarray:
+    """Array of vertex indices (integers, or floats from a text file) -> int64, refusing fractions."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and not (
+        np.array_equal(values, np.round(values)) and (np.abs(values) <= _MAX_EXACT_INT).all()
+    ):
+        raise ShapeError(f"{what}: vertex indices must be integers")
+    return values.astype(np.int64)

@@ -1,0 +1,75 @@
+"""``read_shape``: open a file, pick the reader for its format, apply the common checks."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import meshes, pcd, ply, tables
+from .checks import Parsed, Shape, ShapeError, validated
+from .source import COMPRESSED_EXTENSIONS, Source, open_source
+
+READERS: dict[str, Callable[[Source], Parsed]] = {
+    ".ply": ply.read_ply,
+    ".obj": meshes.read_obj,
+    ".off": meshes.read_off,
+    ".stl": meshes.read_stl,
+    ".pcd": pcd.read_pcd,
+    ".xyz": tables.read_text_cloud,
+    ".txt": tables.read_text_cloud,
+    ".npy": tables.read_npy,
+    ".npz": tables.read_npz,
+    ".glb": meshes.read_gltf,
+    ".gltf": meshes.read_gltf,
+}
+# Lower case, with the dot; a compressed file is named after the shape file it holds (``model.ply.gz``).
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (*READERS, *COMPRESSED_EXTENSIONS)
+
+# Errors numpy, struct, zipfile and the text codecs raise on malformed content; turned into ShapeError.
+_PARSE_ERRORS = (
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    OverflowError,
+    EOFError,
+    NotImplementedError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+    RuntimeError,  # zipfile: encrypted member
+)
+
+
+def read_shape(path: str | os.PathLike) -> Shape:
+    """Read and validate a shape file (format chosen by extension, see :data:`SUPPORTED_EXTENSIONS`).
+
+    Returns:
+        :class:`Shape` with points (N, 3) float64 and faces (F, 3) int64, or None when the file has no faces;
+        its ``notes`` say what the loader changed (dropped points, a skipped header row, ...).
+
+    Raises:
+        ShapeError: for any file that cannot be used (see the package docstring for the checks); the
+            message starts with the file name.
+    """
+    path = Path(path)
+    name = path.name or str(path)
+    kind = path.suffix.lower().lstrip(".").upper()
+    try:
+        source = open_source(path, READERS)
+        kind = source.suffix.lstrip(".").upper()
+        # Signalling NaNs in binary data warn when cast; non-finite points are dropped by the checks.
+        with np.errstate(invalid="ignore", over="ignore"):
+            return validated(READERS[source.suffix](source), source.notes)
+    except ShapeError as err:
+        raise ShapeError(f"{name}: {err}") from err
+    except MemoryError as err:
+        raise ShapeError(f"{name}: not enough memory to read this file") from err
+    except _PARSE_ERRORS as err:
+        raise ShapeError(f"{name}: malformed {kind} file ({type(err).__name__}: {err})") from err

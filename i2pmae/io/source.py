@@ -1,0 +1,158 @@
+"""Getting a file's bytes: existence and size checks, one shape file out of a .gz / .bz2 / .zip (bounded, so a
+decompression bomb is refused after at most :data:`~i2pmae.io.checks.MAX_FILE_BYTES` bytes), text decoding and
+ASCII headers."""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+import io
+import zipfile
+import zlib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from . import checks
+from .checks import ShapeError, check_size
+
+COMPRESSED_EXTENSIONS = (".zip", ".gz", ".bz2")
+MAX_HEADER_LINES = 200  # PLY/PCD header lines read before a file is declared not to be one
+
+_STREAMS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
+    ".gz": lambda stream: gzip.GzipFile(fileobj=stream),
+    ".bz2": bz2.BZ2File,
+}
+_STREAM_NAMES = {".gz": "gzip", ".bz2": "bzip2"}
+_DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, ValueError)
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_ZIP_JUNK_FOLDER = "__MACOSX"  # resource forks that macOS archivers add
+
+
+@dataclass(frozen=True)
+class Source:
+    """A shape file's content and the format to read it with."""
+
+    suffix: str  # the format's extension, lower case with the dot (".ply"), inside any compression
+    data: bytes
+    path: Path | None  # the file on disk holding exactly ``data``; None when it was decompressed
+    notes: tuple[str, ...] = ()
+
+
+def open_source(path: Path, formats: Collection[str]) -> Source:
+    """Check ``path`` and read it (decompressed when it is a .gz, .bz2 or .zip); errors omit the file name."""
+    suffix = path.suffix.lower()
+    if suffix not in formats and suffix not in COMPRESSED_EXTENSIONS:
+        found = f"'{path.suffix}'" if path.suffix else "no extension"
+        raise ShapeError(
+            f"unsupported file type ({found}); supported: {', '.join((*formats, *COMPRESSED_EXTENSIONS))}"
+        )
+    data = _read_file(path)
+    if suffix == ".zip":
+        return _zip_member(data, formats)
+    if suffix in _STREAMS:
+        inner = PurePosixPath(path.stem).suffix.lower()
+        if inner not in formats:
+            raise ShapeError(
+                f"a {suffix} file must hold one shape file and be named after it, like model.ply{suffix} "
+                f"(found '{inner or 'no extension'}' before '{suffix}'; supported: {', '.join(formats)})"
+            )
+        with _STREAMS[suffix](io.BytesIO(data)) as stream:
+            return Source(inner, _read_bounded(stream, f"the {_STREAM_NAMES[suffix]} data"), None)
+    return Source(suffix, data, path)
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, after checking it exists, is not empty and is within MAX_FILE_BYTES."""
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise ShapeError("not a file")
+        if size == 0:
+            raise ShapeError("the file is empty")
+        check_size(size, "the file")
+        return path.read_bytes()
+    except FileNotFoundError as err:
+        raise ShapeError(f"no such file ({path})") from err
+    except OSError as err:
+        raise ShapeError(f"cannot read the file ({err.strerror or err})") from err
+
+
+def _read_bounded(stream: BinaryIO, what: str) -> bytes:
+    """Decompress at most MAX_FILE_BYTES + 1 bytes from ``stream``: a bomb is refused, never inflated."""
+    limit = checks.MAX_FILE_BYTES
+    try:
+        data = stream.read(limit + 1)
+    except _DECOMPRESS_ERRORS as err:
+        raise ShapeError(f"{what} cannot be decompressed ({type(err).__name__}: {err})") from err
+    except RuntimeError as err:  # zipfile: an encrypted member
+        raise ShapeError(f"{what} cannot be decompressed ({err})") from err
+    if len(data) > limit:
+        raise ShapeError(
+            f"{what} is over {checks.format_size(limit)} once decompressed, the limit (MAX_FILE_BYTES)"
+        )
+    if not data:
+        raise ShapeError(f"{what} is empty")
+    return data
+
+
+def _zip_member(data: bytes, formats: Collection[str]) -> Source:
+    """The one shape file inside a zip archive (other files, such as an OBJ's .mtl, are ignored)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except _DECOMPRESS_ERRORS as err:
+        raise ShapeError(f"not a zip archive ({err})") from err
+    with archive:
+        files = [i for i in archive.infolist() if not i.is_dir() and not _is_junk(i.filename)]
+        shapes = [i for i in files if PurePosixPath(i.filename).suffix.lower() in formats]
+        if len(shapes) != 1:
+            names = ", ".join(i.filename for i in (shapes or files)[:5]) or "nothing"
+            kind = f"{len(shapes)} shape files" if shapes else "no shape file"
+            raise ShapeError(
+                f"the zip archive holds {kind} ({names}); it must hold exactly one "
+                f"(supported: {', '.join(formats)})"
+            )
+        info = shapes[0]
+        check_size(info.file_size, f"{info.filename!r} in the zip archive", "uncompressed")
+        with archive.open(info) as member:
+            content = _read_bounded(member, f"{info.filename!r} in the zip archive")
+    notes = [f"read {info.filename} from the zip archive"]
+    if len(files) > 1:
+        others = [i.filename for i in files if i is not info]
+        shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        notes[0] += f" (ignored {len(others)} other file(s): {shown})"
+    return Source(PurePosixPath(info.filename).suffix.lower(), content, None, tuple(notes))
+
+
+def _is_junk(name: str) -> bool:
+    """Hidden files and folders, and macOS resource forks."""
+    return any(part.startswith(".") or part == _ZIP_JUNK_FOLDER for part in PurePosixPath(name).parts)
+
+
+def decode_text(data: bytes, kind: str) -> str:
+    """UTF-8 text, or UTF-8 / UTF-16 with a byte-order mark (as Windows tools write it)."""
+    codec = next((codec for bom, codec in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as err:
+        raise ShapeError(f"not a text {kind} file (undecodable bytes at offset {err.start})") from err
+
+
+def header_lines(data: bytes, end: Callable[[str], bool], kind: str) -> tuple[list[str], int]:
+    """ASCII header lines up to the one where ``end(line)`` holds (included), and the offset of the data."""
+    lines, offset = [], 0
+    while len(lines) < MAX_HEADER_LINES:
+        newline = data.find(b"\n", offset)
+        if newline < 0:
+            break
+        try:
+            line = data[offset:newline].decode("ascii").strip()
+        except UnicodeDecodeError as err:
+            raise ShapeError(f"not a {kind} file (binary data inside the header)") from err
+        lines.append(line)
+        offset = newline + 1
+        if end(line):
+            return lines, offset
+    raise ShapeError(f"not a {kind} file, or its header is cut off (no end of header found)")
