@@ -23,6 +23,7 @@ same weights.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
@@ -97,8 +98,10 @@ def _prepare_run_dir(run_dir: Path, document: Mapping[str, Any], resume: bool) -
 
 def _check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any], run_dir: Path) -> None:
     """The resumed run must be the same run: same data, model and schedule (RESUME_MUTABLE may change)."""
+    defaults = TrainConfig().to_dict()  # a key added since the run was saved holds its default there
+
     def strip(doc: Mapping[str, Any]) -> dict:
-        train = {k: v for k, v in doc["train"].items() if k not in RESUME_MUTABLE}
+        train = {k: v for k, v in {**defaults, **doc["train"]}.items() if k not in RESUME_MUTABLE}
         return {**doc, "train": train}
 
     a, b = strip(saved), strip(current)
@@ -161,6 +164,17 @@ def _adamw(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.AdamW:
 def _set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = value
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context of a forward pass at ``precision`` (``TrainConfig.precision``): nothing for ``"fp32"``,
+    ``torch.autocast`` to bfloat16 on ``device`` for ``"bf16"`` (matmuls and attention in bfloat16; weights,
+    gradients, the optimiser and the losses stay float32). Run the backward pass outside it."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
 def _check_finite(loss: Tensor, step: int, run_dir: Path) -> None:
@@ -537,7 +551,8 @@ def _train_step(loop: Loop, batch: Mapping[str, Tensor], step_fn: StepFn, meter:
     """One optimiser step at the schedule's learning rate (returned); adds the loss terms to ``meter``."""
     lr = loop.lr()
     _set_lr(loop.optimizer, lr)
-    terms = step_fn(batch)
+    with autocast(loop.train_cfg.precision, loop.device):
+        terms = step_fn(batch)
     _check_finite(terms["loss"].detach(), loop.step, loop.run_dir)
     _optimizer_step(loop.model, loop.optimizer, terms["loss"], loop.train_cfg.grad_clip)
     loop.step += 1

@@ -226,7 +226,9 @@ def knn(query: Tensor, ref: Tensor, k: int, *, backend: str = "auto") -> Tensor:
         candidates = _knn_candidates_kdtree(query, ref, num_candidates)  # (B, M, c)
     else:
         rows = max(1, KNN_BLOCK_PAIRS // (ref.shape[0] * ref.shape[1]))
-        blocks = [_knn_candidates_matmul(block, ref, num_candidates) for block in query.split(rows, dim=1)]
+        # float32 products also inside a bf16 autocast region: rounded candidates would miss true neighbours
+        with torch.autocast(query.device.type, enabled=False):
+            blocks = [_knn_candidates_matmul(b, ref, num_candidates) for b in query.split(rows, dim=1)]
         candidates = torch.cat(blocks, dim=1)  # (B, M, c)
     candidates = candidates.sort(dim=-1).values  # ascending index, so the stable sort favours low indices
     square = (gather(ref, candidates) - query[:, :, None]).square()  # (B, M, c, 3)

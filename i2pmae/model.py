@@ -495,7 +495,7 @@ class I2PMAE(_EncoderFeatures, nn.Module):
             self._check_teacher_features(analysis.teacher_maps)
             visible = ~mask
             pred_2d = self._predict_2d(decoded[visible])  # (V_h, K_h, V, C)
-            target_2d = self._teacher_targets(analysis, level)[visible]  # (V_h, K_h, V, C)
+            target_2d = self._teacher_targets(analysis, level, visible)  # (V_h, K_h, V, C)
             loss_2d = feature_loss(pred_2d, target_2d)
         loss = self.cfg.loss_weight_3d * loss_3d + self.cfg.loss_weight_2d * loss_2d
         return PretrainOutput(
@@ -562,12 +562,20 @@ class I2PMAE(_EncoderFeatures, nn.Module):
         return neighbors - hierarchy.centers[level].unsqueeze(2)
 
     @staticmethod
-    def _teacher_targets(analysis: Analysis, level: int) -> Tensor:
-        """(B, G_s, K_s, V, C): teacher features at the canonical level s-1 centres of each neighbourhood."""
+    def _teacher_targets(analysis: Analysis, level: int, select: Tensor) -> Tensor:
+        """(T, K_s, V, C): teacher features at the canonical level s-1 centres of the neighbourhoods of the T
+        level-s tokens selected by ``select`` (B, G_s) bool, in row-major order (as ``x[select]``).
+
+        Only the selected neighbourhoods are gathered (the same values as gathering all and then selecting,
+        without the (B, G_s, K_s, V, C) intermediate).
+        """
         hierarchy = analysis.hierarchy
         lower = gather(analysis.canonical_points, hierarchy.point_idx(level - 1))  # (B, G_{s-1}, 3)
         features = analysis.teacher_maps.sample(lower)[0]  # (B, G_{s-1}, V, C)
-        return gather(features, hierarchy.neighbor_idx[level])  # (B, G_s, K_s, V, C)
+        batch, num_lower = features.shape[:2]
+        offsets = torch.arange(batch, device=features.device).view(batch, 1, 1) * num_lower  # (B, 1, 1)
+        rows = (hierarchy.neighbor_idx[level] + offsets)[select]  # (T, K_s) into the flat B G_{s-1} rows
+        return features.flatten(0, 1)[rows]  # (T, K_s, V, C)
 
     def _check_teacher_views(self, teacher_maps: TeacherMaps, batch: int) -> None:
         expected = (batch, self.cfg.num_views)
