@@ -90,7 +90,10 @@ def _check_width(what: str, width: int, model: nn.Module, support: PointCloudDat
 
 def shipped_probe(checkpoint: Path) -> Path | None:
     """The checkpoint's linear probe file (``i2pmae.evaluate.probe_path``) if it exists."""
-    path = probe_path(checkpoint)
+    return _if_file(probe_path(checkpoint))
+
+
+def _if_file(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
@@ -111,8 +114,13 @@ def probe_description() -> str:
 
 def classify(path: str | os.PathLike) -> dict[str, float]:
     """Class name -> probability for one shape file."""
+    return _confidences(torch.from_numpy(shape_features([path])))
+
+
+def _confidences(features: torch.Tensor) -> dict[str, float]:
+    """(1, C) features -> class name -> probability under the ModelNet10 probe."""
     probe = modelnet_probe()
-    probabilities = probe.predict_proba(torch.from_numpy(shape_features([path])))[0]  # (K,)
+    probabilities = probe.predict_proba(features)[0]  # (K,)
     return {name: float(p) for name, p in zip(probe.classes, probabilities, strict=True)}
 
 
@@ -131,8 +139,7 @@ def _novelty(model: nn.Module, shipped: Path | None, support: PointCloudDataset)
 
 def shipped_novelty(checkpoint: Path) -> Path | None:
     """The checkpoint's novelty model (``i2pmae.novelty.novelty_path``) if it exists."""
-    path = novelty_path(checkpoint)
-    return path if path.is_file() else None
+    return _if_file(novelty_path(checkpoint))
 
 
 def modelnet_novelty() -> NoveltyModel:
@@ -145,6 +152,12 @@ def modelnet_novelty() -> NoveltyModel:
 def novelty(path: str | os.PathLike) -> dict:
     """``{"score", "known", "threshold"}`` of one shape file (higher score = more novel)."""
     return modelnet_novelty().assess(torch.from_numpy(shape_features([path])))[0]
+
+
+def classify_with_novelty(path: str | os.PathLike) -> tuple[dict[str, float], dict]:
+    """:func:`classify` and :func:`novelty` of one shape file from one pass of the encoder."""
+    features = torch.from_numpy(shape_features([path]))  # (1, C)
+    return _confidences(features), modelnet_novelty().assess(features)[0]
 
 
 def upload_class(path: str | os.PathLike) -> str:

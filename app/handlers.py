@@ -348,7 +348,8 @@ def novelty_markdown(result: dict, num_classes: int) -> str:
 def classify_panel(shape_file: str | None) -> tuple[dict[str, float] | None, str, dict | None]:
     """The classification panel: novelty verdict, confidences, or what is missing to compute them."""
     try:
-        confidences, verdict = classify(shape_file), novelty(shape_file)
+        with user_errors():
+            confidences, verdict = evaluation.classify_with_novelty(check_file(shape_file))
     except gr.Error as err:
         return None, f"**{err.message}**", None
     source = f"Linear probe on frozen features: {evaluation.probe_description()}."

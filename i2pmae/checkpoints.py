@@ -119,6 +119,28 @@ def save_checkpoint(
     return save_safetensors_atomic(path, tensors, header)
 
 
+def beside(checkpoint: str | os.PathLike, suffix: str) -> Path:
+    """A file that belongs to ``checkpoint``: ``<stem><suffix>`` in its folder (probe, novelty model)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + suffix)
+
+
+def read_tagged_safetensors(path: str | os.PathLike, file_format: str, what: str
+                            ) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file whose metadata ``format`` is ``file_format``.
+
+    ``what`` names the kind of file in the errors (``FileNotFoundError``, ``ValueError`` for another
+    format); no tensor is checked here.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {what} at {os.fspath(path)}")
+    with safe_open(os.fspath(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+        if meta.get("format") != file_format:
+            raise ValueError(f"{os.fspath(path)} is not an i2pmae {what} ({meta.get('format')!r})")
+        return {key: handle.get_tensor(key) for key in handle.keys()}, meta
+
+
 def save_safetensors_atomic(
     path: str | os.PathLike, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
 ) -> Path:

@@ -346,8 +346,9 @@ def probe_path(checkpoint: str | os.PathLike) -> Path:
 
     The one lookup of the CLI (``classify``, ``probe``) and the app; the file may not exist yet.
     """
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + PROBE_SUFFIX)
+    from .checkpoints import beside
+
+    return beside(checkpoint, PROBE_SUFFIX)
 
 
 def save_probe(probe: LinearProbe, path: str | os.PathLike) -> None:
@@ -365,17 +366,10 @@ def load_probe(path: str | os.PathLike) -> LinearProbe:
     Raises :class:`~i2pmae.checkpoints.CheckpointError` when a weight is NaN or infinite, or a bias is NaN
     or +inf (-inf marks a class the probe never predicts), or when every class has bias -inf.
     """
-    from safetensors import safe_open
+    from .checkpoints import CheckpointError, read_tagged_safetensors, require_finite
 
-    from .checkpoints import CheckpointError, require_finite
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no linear probe at {os.fspath(path)}")
-    with safe_open(os.fspath(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != PROBE_FORMAT:
-            raise ValueError(f"{os.fspath(path)} is not an i2pmae linear probe ({meta.get('format')!r})")
-        weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
+    tensors, meta = read_tagged_safetensors(path, PROBE_FORMAT, "linear probe")
+    weight, bias = tensors["weight"], tensors["bias"]
     require_finite({"weight": weight, "bias": bias}, path, minus_inf_ok={"bias"})
     if bias.numel() and bool((bias == -torch.inf).all()):
         raise CheckpointError(f"{os.fspath(path)}: every class has bias -inf, so the probe predicts nothing")

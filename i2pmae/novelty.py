@@ -86,8 +86,9 @@ def _squared_distances(z: Tensor, centres: Tensor, precision: Tensor) -> Tensor:
 
 def novelty_path(checkpoint: str | os.PathLike) -> Path:
     """Where a checkpoint's novelty model lives: ``<stem>_novelty.safetensors`` beside it."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + NOVELTY_SUFFIX)
+    from .checkpoints import beside
+
+    return beside(checkpoint, NOVELTY_SUFFIX)
 
 
 def fit_scorer(features: np.ndarray, labels: np.ndarray, *, method: str = DEFAULT_METHOD,
@@ -190,17 +191,9 @@ def save_novelty(model: NoveltyModel, path: str | os.PathLike) -> None:
 
 def load_novelty(path: str | os.PathLike) -> NoveltyModel:
     """Read a model written by :func:`save_novelty`; refuses other files and non-finite tensors."""
-    from safetensors import safe_open
+    from .checkpoints import read_tagged_safetensors, require_finite
 
-    from .checkpoints import require_finite
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no novelty model at {os.fspath(path)}")
-    with safe_open(os.fspath(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-        if meta.get("format") != NOVELTY_FORMAT:
-            raise ValueError(f"{os.fspath(path)} is not an i2pmae novelty model ({meta.get('format')!r})")
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    tensors, meta = read_tagged_safetensors(path, NOVELTY_FORMAT, "novelty model")
     require_finite(tensors, path)  # a CheckpointError (a ValueError) naming the tensor
     method, threshold = meta.get("method"), float(meta.get("threshold", "nan"))
     if method not in METHODS or not np.isfinite(threshold):
