@@ -77,3 +77,16 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     add_device(p)
 
 
+def shape_points(args: argparse.Namespace, num_points: int, seed: int = 0):
+    """``args.shape`` as (N, 3) float32 points, read once; what the loader changed goes to stderr
+    (through ``tqdm.write``, so an open progress bar stays intact)."""
+    import sys
+
+    from tqdm import tqdm
+
+    from ..io import load_points, read_shape
+
+    shape = read_shape(args.shape)
+    for note in shape.notes:  # e.g. dropped NaN points, a skipped header row
+        tqdm.write(f"i2pmae {args.command}: {Path(args.shape).name}: {note}", file=sys.stderr)
+    return load_points(shape, num_points, seed=seed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .common import (
@@ -16,6 +15,7 @@ from .common import (
     feature_set,
     load_pretrained,
     resolve_device,
+    shape_points,
     write_json,
 )
 
@@ -159,16 +159,6 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_classify)
 
 
-def _shape_points(args: argparse.Namespace, num_points: int):
-    """``args.shape`` as (N, 3) float32 points; what the loader changed goes to stderr."""
-    from ..io import load_points, read_shape
-
-    shape = read_shape(args.shape)
-    for note in shape.notes:
-        print(f"i2pmae {args.command}: {Path(args.shape).name}: {note}", file=sys.stderr)
-    return load_points(shape, num_points)
-
-
 def cmd_classify(args: argparse.Namespace) -> int:
     import torch
 
@@ -179,7 +169,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     model.eval()
-    points = _shape_points(args, args.num_points or model.cfg.num_points)
+    points = shape_points(args, args.num_points or model.cfg.num_points)
     batch = torch.from_numpy(points)[None].to(device)  # (1, N, 3)
     novelty = None
     with torch.no_grad():
@@ -228,7 +218,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, _ = load_pretrained(args.checkpoint, device)
-    points = _shape_points(args, args.num_points or model.cfg.num_points)
+    points = shape_points(args, args.num_points or model.cfg.num_points)
     with torch.no_grad():
         feature = model.extract_features(torch.from_numpy(points)[None].to(device), pool=args.pool)[0]
     out = Path(args.out)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import DEFAULT_CHECKPOINT
+from .common import DEFAULT_CHECKPOINT, shape_points
 
 DEFAULT_TEMPERATURES = (1.0, 0.003)
 
@@ -38,17 +38,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     from ..checkpoints import load_checkpoint
     from ..explore import analyse_shape, paper_model, write_reconstructions, write_report
-    from ..io import load_points, read_shape
     from ..teachers import load_teacher
 
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.exists() else None)
     name = Path(args.shape).name
     explorer = paper_model()
     with tqdm(total=4, desc="explore", unit="step", file=sys.stderr) as steps:
-        shape = read_shape(args.shape)
-        for note in shape.notes:  # what the loader changed, e.g. dropped NaN points
-            tqdm.write(f"i2pmae explore: {name}: {note}", file=sys.stderr)
-        points = load_points(shape, args.num_points or explorer.cfg.num_points, seed=args.seed)
+        points = shape_points(args, args.num_points or explorer.cfg.num_points, seed=args.seed)
         teacher = load_teacher(args.teacher, weights_path=args.teacher_weights)
         steps.update()
         analysis = analyse_shape(explorer, points, teacher)  # the one teacher run of this shape
