@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import json
 import os
 import resource
@@ -155,7 +156,7 @@ class PretrainStep:
         own_cfg = package.config.I2PMAEConfig.from_dict(cfg.to_dict())
         self.model = package.model.I2PMAE(own_cfg).to(device).train()
         self.model.load_state_dict(state)
-        self.net = package.engine.wrap_ddp(self.model, device)
+        self.net = package.engine.wrap_ddp(self.model, device, **_pretrain_ddp_options(package))
         fields = {f.name: getattr(cache, f.name) for f in dataclasses.fields(cache)}
         self.cache = package.teacher_cache.TeacherCache(**fields)
         self.optimizer = package.engine._adamw(self.model, package.config.TrainConfig())
@@ -170,6 +171,14 @@ class PretrainStep:
                                                     self.device)
         self.package.engine._optimizer_step(self.model, self.optimizer, out.loss, None)
         return float(out.loss.detach())
+
+
+def _pretrain_ddp_options(package: ModuleType) -> dict[str, bool]:
+    """How ``package.train.pretrain`` wraps the model in DDP (today's code always searched for unused
+    parameters; the working tree says so per driver)."""
+    if "find_unused_parameters" in inspect.signature(package.engine.wrap_ddp).parameters:
+        return {"find_unused_parameters": False}
+    return {}
 
 
 def _setup(cfg: I2PMAEConfig, batch: int, device: torch.device) -> tuple[dict, TeacherCache, Tensor]:

@@ -114,14 +114,17 @@ def _check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any], run_d
         raise ValueError(f"cannot resume {run_dir}: the config differs from the saved run: {joined}")
 
 
-def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` in ``DistributedDataParallel`` when there is a process group, else ``model`` itself."""
+def wrap_ddp(model: nn.Module, device: torch.device, *, find_unused_parameters: bool) -> nn.Module:
+    """``model`` in ``DistributedDataParallel`` when there is a process group, else ``model`` itself.
+
+    ``find_unused_parameters``: whether some parameters may get no gradient (DDP then searches the autograd
+    graph at every step instead of waiting for them).
+    """
     if not dist.is_distributed():
         return model
     ids = [device.index] if device.type == "cuda" else None
-    # Some parameters never reach the loss (e.g. the LayerNorms of encoder levels the decoder or the head
-    # does not read), so DDP must look for them at every step instead of waiting for their gradients.
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                               find_unused_parameters=find_unused_parameters)
 
 
 def _setup_logging() -> None:

@@ -71,7 +71,10 @@ def pretrain(
     source = teacher_source(model_cfg, train_cfg, dataset, run_dir, device)
     loop = engine.start_loop(model, train_cfg, run_dir, device, data=dataset, num_items=len(dataset),
                              resume=resume)
-    ddp, augment = engine.wrap_ddp(model, device), _augmenter(train_cfg)
+    # Every parameter reaches the pre-training loss (test_model's gradient test): DDP need not search for
+    # unused ones at every step.
+    ddp = engine.wrap_ddp(model, device, find_unused_parameters=False)
+    augment = _augmenter(train_cfg)
 
     def step(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         out_ = _pretrain_step(ddp, batch, source, augment, loop.gens, device,
@@ -135,7 +138,9 @@ def finetune(
         load_pretrained_encoder(model, pretrained, fresh_final_norm=train_cfg.fresh_final_norm)
     loop = engine.start_loop(model, train_cfg, run_dir, device, data=full, num_items=len(train_set),
                              resume=resume, extra={"best_val": -1.0, "best_epoch": -1})
-    ddp, augment = engine.wrap_ddp(model, device), _augmenter(train_cfg)
+    # The LayerNorms of the lower encoder levels feed only the pre-training decoder: no gradient here.
+    ddp = engine.wrap_ddp(model, device, find_unused_parameters=True)
+    augment = _augmenter(train_cfg)
     criterion = nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing)
     meta = {"kind": "classifier", "classes": full.classes, "data": os.fspath(data),
             "pretrained": document["pretrained"], "teacher": model_cfg.teacher, "train": train_cfg.to_dict(),

@@ -24,8 +24,9 @@ def state_hash(state_dict) -> str:
     return digest.hexdigest()
 
 
-def worker(data: str, out: str) -> None:
-    """Pre-train the micro model (guided masks, 2D target, teacher cache); write this rank's weight hash."""
+def worker(kind: str, data: str, out: str) -> None:
+    """Pre-train the micro model (guided masks, 2D target, teacher cache), or fine-tune it from scratch
+    (lower-level encoder norms get no gradient there); write this rank's weight hash and step."""
     import torch
     from helpers import GUIDED, FakeTeacher, micro_config
 
@@ -35,7 +36,8 @@ def worker(data: str, out: str) -> None:
 
     torch.set_num_threads(1)
     teacher_cache._load_teacher = lambda *args, **kwargs: FakeTeacher()
-    model_cfg, train_cfg = load_run_config(micro_config(model=GUIDED, train={"epochs": 2}))
+    train = {"epochs": 2, "val_fraction": 0.25}  # fine-tuning: 18 of 24 shapes train
+    model_cfg, train_cfg = load_run_config(micro_config(model=GUIDED, train=train))
     captured = {}
     real_save = engine.Loop.save
 
@@ -44,7 +46,10 @@ def worker(data: str, out: str) -> None:
         captured["hash"] = state_hash(loop.model.state_dict())
 
     engine.Loop.save = save_and_capture
-    result = tr.pretrain(model_cfg, train_cfg, data, Path(out) / "run")
+    if kind == "pretrain":
+        result = tr.pretrain(model_cfg, train_cfg, data, Path(out) / "run")
+    else:
+        result = tr.finetune(model_cfg, train_cfg, data, Path(out) / "run")
     Path(out, f"rank{dist.get_rank()}.txt").write_text(f"{captured['hash']} {result.step}")
     dist.cleanup()
 
@@ -53,6 +58,17 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _run_workers(kind: str, data: Path, out: Path) -> list[list[str]]:
+    """Launch :func:`worker` in NUM_PROCESSES gloo processes; each rank's [weight hash, step]."""
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={NUM_PROCESSES}",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, kind, str(data), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[:6000]
+    return [(out / f"rank{r}.txt").read_text().split() for r in range(NUM_PROCESSES)]
 
 
 @pytest.mark.slow
@@ -65,13 +81,7 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     from i2pmae.checkpoints import load_checkpoint
 
     data = write_data(tmp_path / "d.npz", num_shapes=16)  # 2 ranks x batch 4: 2 steps per epoch
-    here = Path(__file__).resolve().parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={NUM_PROCESSES}",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(data), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
-    assert proc.returncode == 0, proc.stderr[:6000]
-    reports = [(tmp_path / f"rank{r}.txt").read_text().split() for r in range(NUM_PROCESSES)]
+    reports = _run_workers("pretrain", data, tmp_path)
     assert reports[0] == reports[1] and reports[0][1] == "4"
     model, meta = load_checkpoint(tmp_path / "run" / tr.PRETRAINED_FILE)
     assert state_hash(model.state_dict()) == reports[0][0]
@@ -83,5 +93,21 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[-1]["loss_2d"] > 0
 
 
+@pytest.mark.slow
+def test_two_cpu_processes_fine_tune_with_parameters_outside_the_loss(tmp_path):
+    """The classifier's lower-level encoder norms never reach the loss: DDP (static graph) must still
+    step, and both ranks must end with the weights in ``last.safetensors``."""
+    from helpers import write_data
+
+    from i2pmae import train as tr
+    from i2pmae.checkpoints import load_checkpoint
+
+    data = write_data(tmp_path / "d.npz", num_shapes=24)  # 18 train shapes: 2 steps per epoch on 2 x 4
+    reports = _run_workers("finetune", data, tmp_path)
+    assert reports[0] == reports[1] and reports[0][1] == "4"
+    model, meta = load_checkpoint(tmp_path / "run" / tr.LAST_FILE)
+    assert state_hash(model.state_dict()) == reports[0][0]
+
+
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2])
+    worker(*sys.argv[1:4])

@@ -171,9 +171,12 @@ def test_batch_size_one_trains_reconstructs_and_classifies(small_cfg, teacher):
     assert classifier(points).shape == (1, 3)
 
 
-def test_gradients_reach_every_trainable_parameter_and_never_the_teacher(small_cfg, teacher):
-    model = _model(small_cfg)
-    points = make_clouds(2, small_cfg.num_points)
+@pytest.mark.parametrize("changes", [{}, {"masking": "random"}, {"masking": "random", "target_2d": False}])
+def test_gradients_reach_every_trainable_parameter_and_never_the_teacher(small_cfg, teacher, changes):
+    # Pre-training wraps the model in DDP without searching for unused parameters: this must hold.
+    cfg = dataclasses.replace(small_cfg, **changes)
+    model = _model(cfg)
+    points = make_clouds(2, cfg.num_points)
     maps = compute_teacher_maps(teacher, points)
     model(points, maps, generator=_gen()).loss.backward()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
