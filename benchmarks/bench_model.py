@@ -14,8 +14,9 @@ load changes on a shared machine hit them alike (median of ``--iters`` steps aft
 - ``now``: this working tree, fp32 (its exact re-orderings alone; the first step's loss must equal today's);
 - ``now bf16``: this working tree under autocast (everything together);
 
-each with 1 and 2 torch threads (``--threads``), and with two processes of one thread each (gloo DDP, the
-way ``torchrun --nproc_per_node=2 -m i2pmae.cli pretrain`` runs; ``--no-ddp`` skips it). ``x today`` is the
+each with 1 and 2 torch threads (``--threads``), and with two processes of one thread each that share the
+batch (gloo DDP, the way ``torchrun --nproc_per_node=2 -m i2pmae.cli pretrain ... train.batch_size=16`` runs
+the recipe's batch of 32; ``--no-ddp`` skips it). ``x today`` is the
 ratio of shapes/s to today's step with one thread in one process (above 1 = faster).
 
 **Cost of the 2D target** (``--no-cost`` skips it): forward + backward of the model as I2P-MAE (guided mask,
@@ -249,7 +250,7 @@ def _ddp_worker(rank: int, port: int, cfg_dict: dict, batch: int, iters: int, re
 
 
 def ddp_throughput(cfg: I2PMAEConfig, batch: int, iters: int, ref: str, names: list[str]) -> list[dict]:
-    """Rows for two processes of one thread each (batch per process, so shapes/s counts both)."""
+    """Rows for two processes of one thread each (``batch`` per process; shapes/s counts both)."""
     import torch.multiprocessing as mp
 
     with socket.socket() as sock:
@@ -370,7 +371,7 @@ def print_cost(title: str, result: dict[str, object]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(TINY), help="pre-training config for the CPU runs")
-    parser.add_argument("--batch-size", type=int, default=32, help="per process")
+    parser.add_argument("--batch-size", type=int, default=32, help="per step (DDP: split between processes)")
     parser.add_argument("--iters", type=int, default=3, help="timed steps per variant (after one warm-up)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts")
     parser.add_argument("--variants", nargs="+", default=[v.name for v in VARIANTS],
@@ -391,9 +392,12 @@ def main() -> None:
         cfg, cpu = load_config(args.config), torch.device("cpu")
         rows = throughput(cfg, args.batch_size, args.iters, cpu, args.threads, baseline, args.variants)
         if not args.no_ddp and baseline is not None:
-            rows += ddp_throughput(cfg, args.batch_size, args.iters, args.baseline_ref, args.variants)
+            # The same optimiser step as the one-process rows: the batch split between the processes, as
+            # `torchrun --nproc_per_node=2 ... train.batch_size=16` runs the recipe's batch of 32.
+            rows += ddp_throughput(cfg, args.batch_size // DDP_PROCESSES, args.iters, args.baseline_ref,
+                                   args.variants)
         print_throughput(f"pre-training step, {Path(args.config).name} on cpu, batch {args.batch_size} per "
-                         f"process, today = {args.baseline_ref}", rows)
+                         f"step (split between DDP processes), today = {args.baseline_ref}", rows)
         results["cpu_throughput"] = rows
         if not args.no_cost:
             torch.set_num_threads(args.threads[0])
