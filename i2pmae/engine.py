@@ -72,8 +72,8 @@ def prepare_run(document: Mapping[str, Any], train_cfg: TrainConfig, out: str | 
 
     Returns the run directory and this process's device.
     """
-    _setup_logging()
     device = dist.init_distributed(train_cfg.device)
+    _setup_logging()  # after the process group: only rank 0 logs
     run_dir = Path(out)
     _prepare_run_dir(run_dir, document, resume)
     return run_dir, device

@@ -60,15 +60,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run_workers(kind: str, data: Path, out: Path) -> list[list[str]]:
-    """Launch :func:`worker` in NUM_PROCESSES gloo processes; each rank's [weight hash, step]."""
+def _run_workers(kind: str, data: Path, out: Path) -> tuple[list[list[str]], str]:
+    """Launch :func:`worker` in NUM_PROCESSES gloo processes; each rank's [weight hash, step], and stderr."""
     here = Path(__file__).resolve().parent
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={NUM_PROCESSES}",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, kind, str(data), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[:6000]
-    return [(out / f"rank{r}.txt").read_text().split() for r in range(NUM_PROCESSES)]
+    return [(out / f"rank{r}.txt").read_text().split() for r in range(NUM_PROCESSES)], proc.stderr
 
 
 @pytest.mark.slow
@@ -81,8 +81,9 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     from i2pmae.checkpoints import load_checkpoint
 
     data = write_data(tmp_path / "d.npz", num_shapes=16)  # 2 ranks x batch 4: 2 steps per epoch
-    reports = _run_workers("pretrain", data, tmp_path)
+    reports, log = _run_workers("pretrain", data, tmp_path)
     assert reports[0] == reports[1] and reports[0][1] == "4"
+    assert log.count("steps/epoch") == 1, log  # the run's header line: logged by rank 0 only
     model, meta = load_checkpoint(tmp_path / "run" / tr.PRETRAINED_FILE)
     assert state_hash(model.state_dict()) == reports[0][0]
     assert meta["world_size"] == NUM_PROCESSES
@@ -103,7 +104,7 @@ def test_two_cpu_processes_fine_tune_with_parameters_outside_the_loss(tmp_path):
     from i2pmae.checkpoints import load_checkpoint
 
     data = write_data(tmp_path / "d.npz", num_shapes=24)  # 18 train shapes: 2 steps per epoch on 2 x 4
-    reports = _run_workers("finetune", data, tmp_path)
+    reports, _ = _run_workers("finetune", data, tmp_path)
     assert reports[0] == reports[1] and reports[0][1] == "4"
     model, meta = load_checkpoint(tmp_path / "run" / tr.LAST_FILE)
     assert state_hash(model.state_dict()) == reports[0][0]
