@@ -18,6 +18,7 @@ so the init and data order cancel). Pre-training runs resume after a kill and fi
 so the script can be rerun at will, also in a later session (keep ``--out`` and ``--cache``):
 
     .venv/bin/python scripts/ablation.py --epochs 10 --seeds 0 1 2
+    .venv/bin/python scripts/ablation.py --epochs 10 --seeds 0 1 2 --nproc 2   # each run on both cores
     .venv/bin/python scripts/ablation.py --rows m2ae-random i2p-random --seeds 0   # part of it
 """
 
@@ -34,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from i2pmae.config import load_run_config  # noqa: E402
 from i2pmae.evaluate import mean_interval, paired_difference  # noqa: E402
 
 CONFIG = REPO / "configs" / "pretrain" / "tiny.yaml"
@@ -54,6 +56,18 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True, cwd=REPO)
 
 
+def pretrain_command(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """``i2pmae pretrain``, or with ``--nproc`` > 1 its torchrun launch, and the overrides that go with it
+    (each process takes its share of the config's batch)."""
+    if args.nproc == 1:
+        return [args.i2pmae, "pretrain"], []
+    batch = load_run_config(CONFIG)[1].batch_size
+    if batch % args.nproc:
+        raise SystemExit(f"--nproc {args.nproc} does not divide the config's batch of {batch}")
+    launch = [args.torchrun, f"--nproc_per_node={args.nproc}", "-m", "i2pmae.cli", "pretrain"]
+    return launch, [f"train.batch_size={batch // args.nproc}"]
+
+
 def checkpoint_for(args: argparse.Namespace, row: str, seed: int) -> Path:
     """Pre-train (or resume, or skip) one row and seed; the model file it leaves."""
     folder = args.out / row / f"seed{seed}"
@@ -71,9 +85,10 @@ def checkpoint_for(args: argparse.Namespace, row: str, seed: int) -> Path:
     if not done.is_file():
         resume = ["--resume"] if (folder / "train_state.pt").is_file() else []
         start = time.time()
-        run([args.i2pmae, "pretrain", "--config", str(CONFIG), "--data", str(args.data / "train.npz"),
-             "--out", str(folder), *resume, f"train.epochs={args.epochs}", f"train.seed={seed}",
-             f"train.cache_dir={args.cache}", "train.log_every=25", "train.progress=false", *ROWS[row]])
+        launch, split = pretrain_command(args)
+        run([*launch, "--config", str(CONFIG), "--data", str(args.data / "train.npz"), "--out", str(folder),
+             *resume, f"train.epochs={args.epochs}", f"train.seed={seed}", f"train.cache_dir={args.cache}",
+             "train.log_every=25", "train.progress=false", *ROWS[row], *split])
         done.write_text(f"{time.time() - start:.0f}\n")
     return model
 
@@ -133,13 +148,18 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "teacher_cache")
     parser.add_argument("--i2pmae", default=str(REPO / ".venv" / "bin" / "i2pmae"))
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="pre-train each run on this many gloo processes (torchrun), the batch split")
+    parser.add_argument("--torchrun", default=str(REPO / ".venv" / "bin" / "torchrun"))
     args = parser.parse_args()
     if len(args.seeds) < 2:
         parser.error("give at least 2 seeds: the intervals need them")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    per_seed = {row: {seed: scores(args, checkpoint_for(args, row, seed)) for seed in args.seeds}
-                for row in args.rows}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {row: {} for row in args.rows}
+    for seed in args.seeds:  # seed by seed: a run stopped half-way leaves whole paired comparisons
+        for row in args.rows:
+            per_seed[row][seed] = scores(args, checkpoint_for(args, row, seed))
     summary = summarise(per_seed, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"epochs": args.epochs, "seeds": args.seeds, "config": str(CONFIG.relative_to(REPO)),

@@ -42,3 +42,16 @@ def test_every_row_is_a_valid_run_configuration(ablation):
         if overrides is not None:
             model_cfg, _ = load_run_config(ablation.CONFIG, overrides)
             assert model_cfg.target_2d == ("target_2d=true" in " ".join(overrides)), row
+
+
+def test_pretraining_on_several_processes_splits_the_batch(ablation):
+    import argparse
+
+    args = argparse.Namespace(nproc=2, torchrun="torchrun", i2pmae="i2pmae")
+    launch, overrides = ablation.pretrain_command(args)
+    assert launch[:2] == ["torchrun", "--nproc_per_node=2"] and launch[-1] == "pretrain"
+    assert overrides == ["train.batch_size=16"]  # tiny.yaml's batch of 32 per optimiser step
+    single = argparse.Namespace(nproc=1, i2pmae="i2pmae")
+    assert ablation.pretrain_command(single) == (["i2pmae", "pretrain"], [])
+    with pytest.raises(SystemExit, match="does not divide"):
+        ablation.pretrain_command(argparse.Namespace(nproc=3, torchrun="torchrun", i2pmae="i2pmae"))
