@@ -52,6 +52,11 @@ class LRUCache(Generic[V]):
         with self._lock:
             return key in self._items
 
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (if cached)."""
+        with self._lock:
+            self._items.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -30,6 +30,10 @@ SHAPE_CACHE_SIZE = 32
 ANALYSIS_CACHE_SIZE = 16
 MIN_POINTS, MAX_POINTS = 1024, 8192
 MAX_MESH_FACES = 300_000  # larger meshes are too heavy for the browser's viewer; the cloud still shows them
+# .glb files kept in output_dir(), the least recently used deleted first. Each cached LoadedShape holds one
+# and touches it when made, so the newest MAX_MESH_FILES always include those of the SHAPE_CACHE_SIZE
+# cached shapes; the margin covers pages still showing a shape the cache has dropped.
+MAX_MESH_FILES = 4 * SHAPE_CACHE_SIZE
 MESH_RGBA = (96, 140, 190, 255)  # the thumbnails' blue, so the mesh reads as the same shape
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # the 3D viewer's up is +y
 
@@ -98,12 +102,34 @@ def check_num_points(num_points: float) -> int:
 def _mesh_file(digest: str, vertices: np.ndarray, faces: np.ndarray) -> str:
     """Write the mesh (z up) as .glb (y up) once per content hash; return its path."""
     path = output_dir() / f"{digest[:24]}.glb"
-    if not path.exists():
+    if not _touch(path):
         mesh = trimesh.Trimesh(vertices=vertices @ Z_UP_TO_Y_UP.T, faces=faces, process=False)
         mesh.visual.face_colors = MESH_RGBA
         glb = mesh.export(file_type="glb")
         atomic_write(path, lambda tmp: tmp.write_bytes(glb))  # a concurrent reader never sees half a file
+        prune_mesh_files()
     return str(path)
+
+
+def _touch(path: str | os.PathLike) -> bool:
+    """Mark a file as just used (its mtime orders :func:`prune_mesh_files`); False if it is gone."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def prune_mesh_files(keep: int = MAX_MESH_FILES) -> None:
+    """Delete all but the ``keep`` most recently used .glb files of :func:`output_dir`."""
+    files = []
+    for file in output_dir().glob("*.glb"):
+        try:
+            files.append((file.stat().st_mtime_ns, file))
+        except FileNotFoundError:  # pruned by a concurrent request
+            pass
+    for _, file in sorted(files, reverse=True)[keep:]:
+        file.unlink(missing_ok=True)
 
 
 def load_shape(path: str | os.PathLike | None, num_points: int, seed: int) -> LoadedShape:
@@ -120,7 +146,12 @@ def load_shape(path: str | os.PathLike | None, num_points: int, seed: int) -> Lo
         return LoadedShape(name=path.name, digest=digest, points=points, num_vertices=len(raw.points),
                            num_faces=num_faces, mesh_path=mesh, notes=raw.notes)
 
-    return _shape_cache.get_or_compute((digest, num_points, int(seed)), compute)
+    key = (digest, num_points, int(seed))
+    shape = _shape_cache.get_or_compute(key, compute)
+    if shape.mesh_path is not None and not _touch(shape.mesh_path):  # pruned while the shape stayed cached
+        _shape_cache.discard(key)
+        shape = _shape_cache.get_or_compute(key, compute)
+    return shape
 
 
 def analyse(path: str | os.PathLike | None, num_points: int, seed: int, teacher: str) -> AnalysedShape:

@@ -31,6 +31,7 @@ GALLERY_COLUMNS = 4
 GALLERY_HEIGHT = 370  # px: three rows of thumbnails, the 12 bundled shapes
 PLOT_SCALE, NOTE_SCALE = 3, 1
 TITLE = "I2P-MAE Explorer"
+DELETE_CACHE = (3600, 86400)  # (every s, older than s): Gradio deletes its cached files of this app
 CSS = """
 .how-it-works {font-size: 0.92em; background: var(--block-background-fill); padding: 0 10px;}
 """
@@ -74,7 +75,7 @@ def build_demo() -> gr.Blocks:
     """The whole explorer as one ``gr.Blocks`` page, with its queue configured (sets torch's threads)."""
     torch.set_num_threads(TORCH_THREADS)
     teachers = teacher_status()
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(texts.INTRO)
 
         gr.Markdown("## 1. The shape")

@@ -194,6 +194,25 @@ def test_explore_builds_every_panel_and_converts_meshes():
     assert cloud.mesh is None and "point cloud" in cloud.summary
 
 
+def test_mesh_files_are_bounded_and_one_pruned_under_a_cached_shape_is_made_again(monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setattr(shapes, "_output_dir", tmp_path)
+    glb = Path(shapes.load_shape(MESH, 1024, 0).mesh_path)
+    others = [tmp_path / f"other{i}.glb" for i in range(3)]
+    for age, file in zip((30, 20, 10), others, strict=True):  # all used after the chair's file
+        file.write_bytes(b"glb")
+        os.utime(file, (glb.stat().st_mtime - age,) * 2)
+    os.utime(glb, (glb.stat().st_mtime - 100,) * 2)
+    shapes.prune_mesh_files(keep=3)
+    assert not glb.exists() and all(f.exists() for f in others)  # the least recently used goes first
+    again = shapes.load_shape(MESH, 1024, 0)  # still cached, its file gone: read and written again
+    assert again.mesh_path == str(glb) and glb.stat().st_size > 0
+    shapes.prune_mesh_files(keep=1)
+    assert sorted(tmp_path.glob("*.glb")) == [glb]  # the reload made it the most recently used
+    assert shapes.MAX_MESH_FILES > shapes.SHAPE_CACHE_SIZE
+
+
 def test_slider_moves_reuse_the_analysis(monkeypatch):
     calls = []
     original = shapes.analyse_shape
