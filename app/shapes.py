@@ -6,7 +6,9 @@ caches, so that moving a mask slider never re-runs the teacher.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -74,6 +76,7 @@ def output_dir() -> Path:
     with _output_dir_lock:
         if _output_dir is None:
             _output_dir = Path(tempfile.mkdtemp(prefix="i2pmae-app-"))
+            atexit.register(shutil.rmtree, _output_dir, ignore_errors=True)  # gone with the process
         return _output_dir
 
 

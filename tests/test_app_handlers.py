@@ -213,6 +213,18 @@ def test_mesh_files_are_bounded_and_one_pruned_under_a_cached_shape_is_made_agai
     assert shapes.MAX_MESH_FILES > shapes.SHAPE_CACHE_SIZE
 
 
+def test_the_mesh_folder_is_removed_when_the_process_ends():
+    import subprocess
+    import sys
+
+    code = ("from app import shapes; folder = shapes.output_dir(); (folder / 'x.glb').write_bytes(b'1'); "
+            "print(folder)")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not Path(done.stdout.strip()).exists()
+
+
 def test_slider_moves_reuse_the_analysis(monkeypatch):
     calls = []
     original = shapes.analyse_shape
