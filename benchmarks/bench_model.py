@@ -31,6 +31,7 @@ config (``--cuda-only``: only those).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import importlib
 import inspect
@@ -111,7 +112,11 @@ def load_baseline(ref: str) -> tuple[ModuleType | None, str]:
     """The ``i2pmae`` package of git ``ref``, imported as :data:`BASELINE_NAME`; (None, why) without git."""
     if BASELINE_NAME in sys.modules:
         return sys.modules[BASELINE_NAME], ""
-    root = Path(os.environ.get("I2PMAE_BASELINE_DIR") or tempfile.mkdtemp(prefix="i2pmae-today-"))
+    if "I2PMAE_BASELINE_DIR" in os.environ:  # a spawned DDP worker: the parent's copy
+        root = Path(os.environ["I2PMAE_BASELINE_DIR"])
+    else:
+        root = Path(tempfile.mkdtemp(prefix="i2pmae-today-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
     target = root / BASELINE_NAME
     if not target.is_dir():
         try:
