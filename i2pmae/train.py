@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from . import dist, engine
 from .checkpoints import load_pretrained_encoder, save_checkpoint
 from .config import I2PMAEConfig, TrainConfig
-from .data import PointCloudDataset, ScaleAndTranslate, open_dataset, split_train_val
+from .data import MAX_GIB, PointCloudDataset, ScaleAndTranslate, open_dataset, split_train_val
 from .engine import Generators, Loop, SavePoint
 from .model import I2PMAE, PointClassifier
 from .teacher_cache import batch_maps, teacher_source
@@ -57,15 +57,17 @@ def pretrain(
     out: str | os.PathLike,
     *,
     resume: bool = False,
+    max_gib: float = MAX_GIB,
 ) -> RunResult:
     """Pre-train an :class:`I2PMAE` on the train split of ``data`` (run layout: see the module docstring).
 
     Call it in every process of a ``torchrun`` launch (or in a single process). Returns the run's result on
-    every rank; only rank 0 writes files.
+    every rank; only rank 0 writes files. ``max_gib``: the memory limit of :func:`i2pmae.data.open_dataset`.
     """
     document = engine.config_document(model_cfg, train_cfg, os.fspath(data), "pretrain")
     run_dir, device = engine.prepare_run(document, train_cfg, out, resume=resume)
-    dataset = open_dataset(data, split="train", num_points=model_cfg.num_points, sampling=train_cfg.sampling)
+    dataset = open_dataset(data, split="train", num_points=model_cfg.num_points, sampling=train_cfg.sampling,
+                           max_gib=max_gib)
     engine.seed_globals(train_cfg.seed, dist.get_rank())
     model = I2PMAE(model_cfg).to(device)
     source = teacher_source(model_cfg, train_cfg, dataset, run_dir, device)
@@ -119,17 +121,20 @@ def finetune(
     *,
     pretrained: str | os.PathLike | None = None,
     resume: bool = False,
+    max_gib: float = MAX_GIB,
 ) -> RunResult:
     """Fine-tune a :class:`PointClassifier` on the train split of ``data`` (from ``pretrained`` if given).
 
     A stratified ``val_fraction`` of train (:func:`i2pmae.data.split_train_val`, seeded by ``train.seed``)
     is held out; after each epoch the model is scored on it (with ``votes`` voting passes) and the best
-    epoch is saved as ``best.safetensors``. The test split is never looked at here.
+    epoch is saved as ``best.safetensors``. The test split is never looked at here. ``max_gib``: the memory
+    limit of :func:`i2pmae.data.open_dataset`.
     """
     document = {**engine.config_document(model_cfg, train_cfg, os.fspath(data), "finetune"),
                 "pretrained": os.fspath(pretrained) if pretrained else None}
     run_dir, device = engine.prepare_run(document, train_cfg, out, resume=resume)
-    full = open_dataset(data, split="train", num_points=model_cfg.num_points, sampling=train_cfg.sampling)
+    full = open_dataset(data, split="train", num_points=model_cfg.num_points, sampling=train_cfg.sampling,
+                        max_gib=max_gib)
     train_idx, val_idx = split_train_val(full.labels, train_cfg.val_fraction, train_cfg.seed)
     train_set, val_set = (torch.utils.data.Subset(full, idx.tolist()) for idx in (train_idx, val_idx))
     engine.seed_globals(train_cfg.seed, dist.get_rank())

@@ -216,3 +216,9 @@ def test_the_data_set_memory_limit_in_data_check_and_svm(workspace, capsys, tmp_
                  "--train", str(workspace / "train.npz"), "--test", str(workspace / "test.npz")]) == 2
     message = one_line_error(capsys)
     assert "train.npz: its arrays take" in message and "--max-gib on the command line" in message
+    for command in ("pretrain", "finetune"):  # the training commands open their data with the same limit
+        out = tmp_path / f"{command}-limited"
+        assert main([command, "--config", str(workspace / "micro.yaml"), "--data",
+                     str(workspace / "train.npz"), "--out", str(out), "--max-gib", "1e-6"]) == 2
+        assert "over the limit of 1e-06 GiB" in one_line_error(capsys)
+        assert not (out / "train_state.pt").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import PERCENT, data_record, write_json
+from .common import PERCENT, add_max_gib, data_record, write_json
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -15,6 +15,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. train.epochs=10 model.masking=random lr=5e-4")
+    add_max_gib(p)
 
 
 def _train_setup(args: argparse.Namespace, kind: str):
@@ -53,7 +54,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     model_cfg, train_cfg, data, out = _train_setup(args, "pretrain")
     try:
-        result = pretrain(model_cfg, train_cfg, data, out, resume=args.resume)
+        result = pretrain(model_cfg, train_cfg, data, out, resume=args.resume, max_gib=args.max_gib)
         is_main = dist.is_main_process()
     finally:
         dist.cleanup()
@@ -81,7 +82,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     model_cfg, train_cfg, data, out = _train_setup(args, "finetune")
     try:
-        result = finetune(model_cfg, train_cfg, data, out, pretrained=args.pretrained, resume=args.resume)
+        result = finetune(model_cfg, train_cfg, data, out, pretrained=args.pretrained, resume=args.resume,
+                          max_gib=args.max_gib)
         is_main = dist.is_main_process()
     finally:
         dist.cleanup()
@@ -93,7 +95,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             f"seed {train_cfg.seed}); checkpoint {result.checkpoint}")
     print(line)
     if args.test:
-        test = open_dataset(args.test, split="test", num_points=model_cfg.num_points)
+        test = open_dataset(args.test, split="test", num_points=model_cfg.num_points, max_gib=args.max_gib)
         acc = classifier_accuracy(model, test, votes=train_cfg.votes, seed=train_cfg.seed)
         protocol = {"data": data_record(args.test, "test", test), "votes": train_cfg.votes,
                     "seed": train_cfg.seed, "checkpoint": str(result.checkpoint),
