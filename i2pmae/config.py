@@ -234,6 +234,9 @@ class TrainConfig:
     # "fp32", or "bf16": the forward pass under torch.autocast (bfloat16 matmuls; weights, gradients and the
     # optimiser stay float32). fp32 by default: bf16 has not been shown to keep the validation accuracy.
     precision: str = "fp32"
+    # a torch.compile backend ("inductor") for the transformer stages and token embeddings, or null (eager).
+    # For GPUs: on these CPUs inductor was slower than eager (see the README).
+    compile: str | None = None
     # pre-training only: the teacher sees the augmented points, as the official code does (no cache then);
     # by default it sees the canonical ones, so its maps are a function of the shape and can be cached
     teacher_on_augmented: bool = False
@@ -261,6 +264,9 @@ class TrainConfig:
                              "augmented points change at every step, so they cannot be cached)")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.compile is not None and self.compile not in _compile_backends():
+            raise ValueError(f"train.compile must be null or a torch.compile backend "
+                             f"({', '.join(_compile_backends())}), got {self.compile!r}")
         if not 0 <= self.label_smoothing < 1 or not 0 < self.val_fraction < 1:
             raise ValueError("train.label_smoothing must be in [0, 1) and val_fraction in (0, 1)")
 
@@ -276,6 +282,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _compile_backends() -> list[str]:
+    import torch
+
+    return torch.compiler.list_backends(exclude_tags=())  # with the debugging ones ("aot_eager")
 
 
 def _as_float(name: str, value: Any) -> Any:

@@ -54,7 +54,8 @@ LOG_FILE = "log.csv"
 STATE_FILE = "train_state.pt"
 ADAMW_BETAS = (0.9, 0.999)
 SEED_STREAMS = {"augment": 1, "mask": 2, "loader": 3}  # per-process streams (the loader's: + epoch)
-RESUME_MUTABLE = ("max_steps", "log_every", "num_workers", "progress", "save_every")  # may change on resume
+# train: keys a resumed run may change
+RESUME_MUTABLE = ("max_steps", "log_every", "num_workers", "progress", "save_every", "compile")
 
 StepFn = Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]]  # batch -> loss terms ("loss" is optimised)
 
@@ -125,6 +126,20 @@ def wrap_ddp(model: nn.Module, device: torch.device, *, find_unused_parameters: 
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids,
                                                find_unused_parameters=find_unused_parameters)
+
+
+def compile_dense(model: nn.Module, backend: str | None) -> nn.Module:
+    """Compile in place (``nn.Module.compile``) the modules that do the dense work: the transformer stages
+    and the token embeddings. FPS, kNN, masking and the gathers between them stay eager: their loops and
+    data-dependent sizes would only break the graphs. The state-dict keys stay as they are. ``None``: eager.
+    """
+    from .layers import TokenEmbed, TransformerStage
+
+    if backend is not None:
+        for module in model.modules():
+            if isinstance(module, (TransformerStage, TokenEmbed)):
+                module.compile(backend=backend)
+    return model
 
 
 def _setup_logging() -> None:

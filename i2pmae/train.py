@@ -69,7 +69,7 @@ def pretrain(
     dataset = open_dataset(data, split="train", num_points=model_cfg.num_points, sampling=train_cfg.sampling,
                            max_gib=max_gib)
     engine.seed_globals(train_cfg.seed, dist.get_rank())
-    model = I2PMAE(model_cfg).to(device)
+    model = engine.compile_dense(I2PMAE(model_cfg).to(device), train_cfg.compile)
     source = teacher_source(model_cfg, train_cfg, dataset, run_dir, device)
     loop = engine.start_loop(model, train_cfg, run_dir, device, data=dataset, num_items=len(dataset),
                              resume=resume)
@@ -141,6 +141,7 @@ def finetune(
     model = PointClassifier(model_cfg, len(full.classes)).to(device)
     if pretrained is not None:
         load_pretrained_encoder(model, pretrained, fresh_final_norm=train_cfg.fresh_final_norm)
+    engine.compile_dense(model, train_cfg.compile)
     loop = engine.start_loop(model, train_cfg, run_dir, device, data=full, num_items=len(train_set),
                              resume=resume, extra={"best_val": -1.0, "best_epoch": -1})
     # The LayerNorms of the lower encoder levels feed only the pre-training decoder: no gradient here.

@@ -1,13 +1,15 @@
 """Pre-train steps of the paper config with a CLIP-shaped random teacher: shapes/s, peak memory, the loss.
 
     .venv/bin/python scripts/gpu_pretrain.py [--steps 200] [--batch-size 64] [--shapes 256]
-        [--config configs/pretrain/paper.yaml] [--precision fp32 bf16] [--device cuda]
+        [--config configs/pretrain/paper.yaml] [--precision fp32 bf16] [--compile inductor] [--device cuda]
 
 The teacher is CLIP ViT-B/16's image tower with random weights (``open_clip.create_model("ViT-B-16",
 pretrained=None)``, 512-d features): its maps have the real shapes, and it costs what the real one costs,
 once per shape, when the teacher cache is built. The step is the trainer's (``i2pmae.train._pretrain_step``
 under ``i2pmae.engine.autocast``, then ``engine._optimizer_step``, per-step learning rate), on random
-ellipsoid clouds. Small values (``--steps 3 --batch-size 4 --shapes 8 --device cpu``) check it on a CPU.
+ellipsoid clouds. ``--compile BACKEND``: the transformer stages and token embeddings compiled
+(``train.compile``; the warm-up steps, not timed, include the compilation and the recompilation for
+dynamic sizes). Small values (``--steps 3 --batch-size 4 --shapes 8 --device cpu``) check it on a CPU.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from i2pmae.teachers import ClipViTB16Teacher  # noqa: E402
 
 MIB = 2**20
 CLIP_DIM = 512
-WARMUP_STEPS = 3  # not timed (cuDNN / allocator warm-up)
+WARMUP_STEPS = 5  # not timed (cuDNN / allocator warm-up; compilation, and again for dynamic sizes)
 
 
 def random_clouds(shapes: int, num_points: int) -> torch.Tensor:
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace, precision: str, device: torch.device, cache, p
     cfg = load_config(args.config, teacher="clip-vit-b16", teacher_dim=CLIP_DIM)
     train_cfg = TrainConfig(epochs=1, warmup_epochs=0.1, batch_size=args.batch_size, precision=precision)
     torch.manual_seed(0)
-    model = I2PMAE(cfg).to(device).train()
+    model = engine.compile_dense(I2PMAE(cfg).to(device).train(), args.compile)
     optimizer = engine._adamw(model, train_cfg)
     gens = engine.Generators.create(0, 0, device)
     augment, total = ScaleAndTranslate(), args.steps + WARMUP_STEPS
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shapes", type=int, default=256, help="random shapes in the data set")
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--compile", default=None, help="a torch.compile backend (train.compile)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -106,7 +109,8 @@ def main() -> None:
           f"{time.perf_counter() - start:.1f} s on {device}")
     for precision in args.precision:
         r = run(args, precision, device, cache, points)
-        print(f"{Path(args.config).name} {precision}: {args.steps} steps x batch {args.batch_size}: "
+        mode = f"compiled ({args.compile})" if args.compile else "eager"
+        print(f"{Path(args.config).name} {precision} {mode}: {args.steps} steps x batch {args.batch_size}: "
               f"{r['shapes_s']:.1f} shapes/s, peak allocated {r['peak_MiB']:.0f} MiB, "
               f"loss {r['first_loss']:.4f} (first) -> {r['last_loss']:.4f} (mean of the last 10)", flush=True)
 
