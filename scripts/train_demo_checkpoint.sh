@@ -9,7 +9,7 @@
 #
 # The run directory keeps the training state: rerunning the script after a kill resumes it exactly.
 # The teacher maps of the 3991 training shapes are computed once into $CACHE and reused (also by
-# scripts/ablation.sh). Results: $RUN/{svm,fewshot_5way,fewshot_10way}.json and the model in $CKPT.
+# scripts/ablation.py). Results: $RUN/{svm,fewshot_5way,fewshot_10way}.json and the model in $CKPT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
