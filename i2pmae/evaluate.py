@@ -13,7 +13,9 @@ Protocols (DESIGN.md 1.9), written so that a number can be reproduced from what 
   giving class probabilities; the standardisation is folded into one linear layer so that the shipped
   classifier is just ``softmax(features @ W.T + b)``.
 - **Voting** (:func:`predict_with_voting`): class probabilities averaged over N augmented passes of a
-  fine-tuned classifier (the mean of the votes, never the best of many runs).
+  fine-tuned classifier (the mean of the votes, never the best of many runs). For frozen features,
+  :func:`extract_features` with ``votes`` > 1 averages the pooled feature over point orders (an option of
+  ``svm`` / ``fewshot``; the official SVM protocol has one pass).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def extract_features(
     device: torch.device | str = "cpu",
     progress: bool = True,
     desc: str = "features",
+    votes: int = 1,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frozen features of every shape of a data set, in data-set order.
 
@@ -59,24 +63,41 @@ def extract_features(
         model: an ``I2PMAE`` (anything with ``extract_features(points, pool=...) -> (B, C)``).
         dataset: items are dicts with ``points`` (N, 3) and ``label``.
         pool: "max" (the SVM feature) or "meanmax".
+        votes: passes averaged per shape: pass 0 sees the points in their stored order, pass k a random
+            order (``point_orders``). The points are the same, but FPS starts at the first point, so each
+            order gives other centres and groups: the mean is a feature less tied to one grouping.
+        seed: seed of those orders (the same for every batch, so the result does not depend on batching).
 
     Returns:
         features (num_shapes, C) float32 and labels (num_shapes,) int64.
     """
     from tqdm import tqdm
 
+    if votes < 1:
+        raise ValueError(f"votes must be >= 1, got {votes}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     was_training = model.training
     model.eval()
     feats, labels = [], []
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         points = batch["points"].to(device=device, dtype=torch.float32)  # (B, N, 3)
-        feats.append(model.extract_features(points, pool=pool).float().cpu())  # (B, C)
+        orders = point_orders(points.shape[1], votes, seed=seed)
+        total = sum(model.extract_features(points[:, o.to(device)], pool=pool).float() for o in orders)
+        feats.append((total / votes).cpu())  # (B, C)
         labels.append(torch.as_tensor(batch["label"]).long())
     model.train(was_training)
     if not feats:
         raise ValueError("the data set is empty: no features to extract")
     return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+
+
+def point_orders(num_points: int, votes: int, *, seed: int = 0) -> list[Tensor]:
+    """``votes`` index orders of ``num_points`` points: the identity, then ``votes - 1`` seeded shuffles."""
+    if votes < 1:
+        raise ValueError(f"votes must be >= 1, got {votes}")
+    generator = torch.Generator().manual_seed(seed)
+    shuffles = [torch.randperm(num_points, generator=generator) for _ in range(votes - 1)]
+    return [torch.arange(num_points), *shuffles]
 
 
 # --------------------------------------------------------------------------------------------- linear SVM

@@ -61,16 +61,27 @@ def test_svm_and_fewshot_record_their_protocol(workspace, capsys):
     out = workspace / "val.json"
     assert main(["svm", "--checkpoint", ckpt, "--train", str(workspace / "train.npz"),
                  "--val-fraction", "0.25", "--json", str(out)]) == 0
-    scored = json.loads(out.read_text())["protocol"]["scored"]
-    assert scored["validation_shapes"] == 6 and scored["split"] == "train"  # 2 per class of 8; no test
+    protocol = json.loads(out.read_text())["protocol"]
+    assert protocol["scored"]["validation_shapes"] == 6 and protocol["scored"]["split"] == "train"  # 2 of 8
+    assert protocol["voting"] == "no voting"
+    capsys.readouterr()
+    assert main(["svm", "--checkpoint", ckpt, "--train", str(workspace / "train.npz"), "--votes", "3",
+                 "--val-fraction", "0.25", "--json", str(out)]) == 0
+    assert "features averaged over 3 point orders" in capsys.readouterr().out
+    voting = json.loads(out.read_text())["protocol"]["voting"]
+    assert voting == "features averaged over 3 point orders (seed 0)"
+    assert main(["svm", "--checkpoint", ckpt, "--train", str(workspace / "train.npz"), "--votes", "0",
+                 "--val-fraction", "0.25"]) == 2
+    assert "votes must be >= 1" in one_line_error(capsys)
 
     out = workspace / "fewshot.json"
     assert main(["fewshot", "--checkpoint", ckpt, "--data", str(workspace / "train.npz"), "--way", "3",
-                 "--shot", "2", "--queries", "3", "--folds", "4", "--json", str(out)]) == 0
+                 "--shot", "2", "--queries", "3", "--folds", "4", "--json", str(out), "--votes", "2"]) == 0
     assert "3-way 2-shot accuracy" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert {"mean", "std", "accs"} <= set(result) and len(result["accs"]) == 4
     assert result["protocol"]["data"]["shapes"] == 24
+    assert result["protocol"]["voting"] == "features averaged over 2 point orders (seed 0)"
 
 
 def test_probe_classify_encode_and_inspect(workspace, capsys, tmp_path):

@@ -192,6 +192,57 @@ def test_extract_features_keeps_order_and_restores_mode():
         ev.extract_features(model, [], progress=False)
 
 
+class _FirstPointModel(torch.nn.Module):
+    """Order-dependent, like FPS starting at the first point: the feature is the first point."""
+
+    def extract_features(self, points, pool="max"):
+        return points[:, 0]
+
+
+def test_point_orders_start_with_the_identity_and_are_seeded_permutations():
+    orders = ev.point_orders(50, 4, seed=3)
+    assert len(orders) == 4 and torch.equal(orders[0], torch.arange(50))
+    for order in orders[1:]:
+        assert torch.equal(order.sort().values, torch.arange(50)) and not torch.equal(order, orders[0])
+    assert all(torch.equal(a, b) for a, b in zip(orders, ev.point_orders(50, 4, seed=3), strict=True))
+    assert not torch.equal(orders[1], ev.point_orders(50, 2, seed=4)[1])
+    with pytest.raises(ValueError, match="votes"):
+        ev.point_orders(50, 0)
+
+
+def test_feature_votes_average_the_passes_over_point_orders():
+    data = [{"points": torch.randn(8, 3), "label": 0} for _ in range(5)]
+    model = _FirstPointModel()
+    got, _ = ev.extract_features(model, data, batch_size=2, progress=False, votes=3, seed=1)
+    orders = ev.point_orders(8, 3, seed=1)
+    ref = torch.stack([torch.stack([d["points"][o[0]] for o in orders]).mean(0) for d in data]).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    same_in_one_batch, _ = ev.extract_features(model, data, batch_size=5, progress=False, votes=3, seed=1)
+    np.testing.assert_array_equal(got, same_in_one_batch)  # the orders do not depend on batching
+    one_pass, _ = ev.extract_features(model, data, progress=False)
+    np.testing.assert_array_equal(one_pass, torch.stack([d["points"][0] for d in data]).numpy())
+    invariant, _ = ev.extract_features(_MeanModel(), data, progress=False, votes=4)
+    np.testing.assert_allclose(invariant, torch.stack([d["points"].amax(0) for d in data]).numpy())
+
+
+def test_feature_votes_change_the_real_encoder_feature():
+    from helpers import SMALL_MODEL, make_clouds
+
+    from i2pmae.model import I2PMAE, I2PMAEConfig
+
+    torch.manual_seed(0)
+    model = I2PMAE(I2PMAEConfig(**SMALL_MODEL)).eval()
+    clouds = make_clouds(2, SMALL_MODEL["num_points"])
+    data = [{"points": c, "label": 0} for c in clouds]
+    one, _ = ev.extract_features(model, data, progress=False)
+    two, _ = ev.extract_features(model, data, progress=False, votes=2)
+    order = ev.point_orders(clouds.shape[1], 2)[1]
+    with torch.no_grad():
+        permuted = model.extract_features(clouds[:, order]).numpy()
+    np.testing.assert_allclose(two, (one + permuted) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(one, permuted)  # other FPS centres: a different feature of the same points
+
+
 def test_mean_interval_and_paired_difference_against_closed_form():
     from scipy import stats
 

@@ -45,15 +45,18 @@ def load_pretrained(path: str, device):
     return model.eval(), metadata
 
 
-def feature_set(model, data: str, split: str, num_points: int | None, args: argparse.Namespace):
-    """(features (n, C), labels (n,), dataset) of one split of ``data``."""
+def feature_set(
+    model, data: str, split: str, num_points: int | None, args: argparse.Namespace, votes: int = 1
+):
+    """(features (n, C), labels (n,), dataset) of one split of ``data`` (``votes``: see extract_features)."""
     from ..data import open_dataset
     from ..evaluate import extract_features
 
     dataset = open_dataset(data, split=split, num_points=num_points or model.cfg.num_points,
                            max_gib=args.max_gib)
     feats, labels = extract_features(model, dataset, pool=args.pool, batch_size=args.batch_size,
-                                     device=resolve_device(args.device), desc=f"{split} features")
+                                     device=resolve_device(args.device), desc=f"{split} features",
+                                     votes=votes)
     return feats, labels, dataset
 
 
@@ -75,6 +78,12 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="also write the result and its protocol to this JSON file")
     add_max_gib(p)
     add_device(p)
+
+
+def add_votes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--votes", type=int, default=1,
+                   help="average each shape's feature over this many point orders (other FPS centres); "
+                        "1 (default) is the official protocol")
 
 
 def shape_points(args: argparse.Namespace, num_points: int, seed: int = 0):

@@ -10,6 +10,7 @@ from .common import (
     PERCENT,
     add_device,
     add_eval_options,
+    add_votes,
     checkpoint_record,
     data_record,
     feature_set,
@@ -29,6 +30,7 @@ def _add_svm(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=None,
                    help="score on a stratified split held out of train instead of a test set (for selection)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="CV seeds; several give mean +- std")
+    add_votes(p)
     p.set_defaults(func=cmd_svm)
 
 
@@ -38,9 +40,9 @@ def cmd_svm(args: argparse.Namespace) -> int:
     if (args.test is None) == (args.val_fraction is None):
         raise ValueError("pass exactly one of --test DATA (report) and --val-fraction F (model selection)")
     model, metadata = load_pretrained(args.checkpoint, resolve_device(args.device))
-    x_train, y_train, train_set = feature_set(model, args.train, "train", args.num_points, args)
+    x_train, y_train, train_set = feature_set(model, args.train, "train", args.num_points, args, args.votes)
     if args.test is not None:
-        x_test, y_test, test_set = feature_set(model, args.test, "test", args.num_points, args)
+        x_test, y_test, test_set = feature_set(model, args.test, "test", args.num_points, args, args.votes)
         scored, scored_record = f"test {args.test}", data_record(args.test, "test", test_set)
     else:
         from ..data import split_train_val
@@ -63,7 +65,7 @@ def cmd_svm(args: argparse.Namespace) -> int:
         "c_grid": list(SVM_C_GRID),
         "selection": f"stratified {CV_FOLDS}-fold CV on the fitted shapes (C and standardisation)",
         "seeds": args.seeds,
-        "voting": "none",
+        "voting": _voting(args.votes),
     }
     for seed, run in zip(args.seeds, runs, strict=True):
         print(f"svm seed {seed}: accuracy {PERCENT * run['accuracy']:.2f} %, mean class accuracy "
@@ -73,11 +75,16 @@ def cmd_svm(args: argparse.Namespace) -> int:
     print(f"svm: accuracy {PERCENT * stats['mean']:.2f} +- {PERCENT * stats['std']:.2f} % (mean class "
           f"accuracy {PERCENT * class_stats['mean']:.2f} %) over {len(runs)} "
           f"seed(s) | {args.checkpoint} | fitted on train {args.train} ({len(y_train)} shapes), scored on "
-          f"{scored} ({len(y_test)} shapes), {train_set.num_points} points, {args.pool}-pool, no voting")
+          f"{scored} ({len(y_test)} shapes), {train_set.num_points} points, {args.pool}-pool, "
+          f"{_voting(args.votes)}")
     payload = {"accuracy": stats["mean"], "std": stats["std"], "class_accuracy": class_stats["mean"],
                "class_accuracy_std": class_stats["std"], "runs": runs, "protocol": protocol}
     write_json(args.json, payload)
     return 0
+
+
+def _voting(votes: int) -> str:
+    return "no voting" if votes == 1 else f"features averaged over {votes} point orders (seed 0)"
 
 
 def _add_fewshot(sub: argparse._SubParsersAction) -> None:
@@ -92,6 +99,7 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=FEW_SHOT_FOLDS)
     p.add_argument("--queries", type=int, default=FEW_SHOT_QUERIES, help="query shapes per class")
     p.add_argument("--seed", type=int, default=0)
+    add_votes(p)
     p.set_defaults(func=cmd_fewshot)
 
 
@@ -99,11 +107,12 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     from ..evaluate import few_shot_eval
 
     model, metadata = load_pretrained(args.checkpoint, resolve_device(args.device))
-    feats, labels, dataset = feature_set(model, args.data, args.split, args.num_points, args)
+    feats, labels, dataset = feature_set(model, args.data, args.split, args.num_points, args, args.votes)
     result = few_shot_eval(feats, labels, way=args.way, shot=args.shot, folds=args.folds,
                            queries=args.queries, seed=args.seed)
     protocol = {"checkpoint": checkpoint_record(args.checkpoint, metadata),
                 "data": data_record(args.data, args.split, dataset), "feature": f"{args.pool}-pool",
+                "voting": _voting(args.votes),
                 "classifier": f"standardised sklearn LinearSVC, C={result['C']:g}, fitted per episode",
                 "episodes": f"{args.folds} folds, {args.way}-way {args.shot}-shot, {args.queries} queries "
                             "per class, numpy default_rng([seed, fold])",
@@ -111,7 +120,7 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     print(f"fewshot: {args.way}-way {args.shot}-shot accuracy {PERCENT * result['mean']:.2f} +- "
           f"{PERCENT * result['std']:.2f} % over {args.folds} folds ({args.queries} queries per class, seed "
           f"{args.seed}) | {args.checkpoint} | {args.data} [{args.split}] ({len(dataset)} shapes, "
-          f"{dataset.num_points} points)")
+          f"{dataset.num_points} points, {_voting(args.votes)})")
     write_json(args.json, {**result, "protocol": protocol})
     return 0
 
