@@ -79,10 +79,13 @@ def extract_features(
     was_training = model.training
     model.eval()
     feats, labels = [], []
+    orders_by_count: dict[int, list[Tensor]] = {}  # built once per point count, already on the device
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         points = batch["points"].to(device=device, dtype=torch.float32)  # (B, N, 3)
-        orders = point_orders(points.shape[1], votes, seed=seed)
-        total = sum(model.extract_features(points[:, o.to(device)], pool=pool).float() for o in orders)
+        count = points.shape[1]
+        if count not in orders_by_count:
+            orders_by_count[count] = [o.to(device) for o in point_orders(count, votes, seed=seed)]
+        total = sum(model.extract_features(points[:, o], pool=pool).float() for o in orders_by_count[count])
         feats.append((total / votes).cpu())  # (B, C)
         labels.append(torch.as_tensor(batch["label"]).long())
     model.train(was_training)
