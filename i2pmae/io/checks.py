@@ -6,8 +6,10 @@ The limits are module globals read when a check runs, so a test (or a deployment
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -16,6 +18,10 @@ import numpy as np
 MAX_FILE_BYTES = 256 * 2**20  # a file, and anything decompressed from it, larger than this is refused
 MAX_POINTS = 5_000_000  # points of a cloud or vertices of a mesh
 MIN_DISTINCT_POINTS = 16  # a cloud needs at least this many distinct finite points to be tokenised
+# Memory one read may allocate (file bytes, decompressed bytes, parsed arrays, triangles), in GiB: the
+# default of ``--max-gib``, the same knob and default as a data set's limit (i2pmae.data.limits).
+MAX_GIB = 2.0
+GIB = 2**30
 
 _MIB = 2**20
 _DISTINCT_PROBE = 4096  # points checked for distinctness before falling back to the whole cloud
@@ -67,6 +73,56 @@ def check_size(num_bytes: int, what: str, qualifier: str = "") -> None:
         raise ShapeError(
             f"{what} is {size}, over the limit of {format_size(MAX_FILE_BYTES)} (MAX_FILE_BYTES)"
         )
+
+
+class ReadBudget:
+    """Bytes one :func:`~i2pmae.io.read_shape` call may allocate; a reader claims each large buffer *before*
+    it allocates it, so a small file that implies a huge one (a fan, a declared size, instancing, a
+    compressed body) is refused without being built."""
+
+    def __init__(self, max_gib: float = MAX_GIB) -> None:
+        if isinstance(max_gib, bool) or not isinstance(max_gib, (int, float)) or not 0 < max_gib < math.inf:
+            raise ShapeError(f"max_gib must be a positive number of GiB, got {max_gib!r}")
+        self.max_gib = float(max_gib)
+        self.used = 0
+
+    @property
+    def limit(self) -> int:
+        return int(self.max_gib * GIB)
+
+    def claim(self, num_bytes: int, what: str) -> None:
+        """Count ``num_bytes`` more for ``what``; a ShapeError naming the limit when the total passes it."""
+        self.used += int(num_bytes)
+        if self.used > self.limit:
+            raise ShapeError(
+                f"{what} would take {format_size(int(num_bytes))}, which brings this file to "
+                f"{format_size(self.used)}, over the memory limit of {self.max_gib:g} GiB per file "
+                f"(max_gib; --max-gib on the command line)"
+            )
+
+
+_budget: contextvars.ContextVar[ReadBudget | None] = contextvars.ContextVar("read_budget", default=None)
+
+
+@contextlib.contextmanager
+def read_budget(max_gib: float = MAX_GIB) -> Iterator[ReadBudget]:
+    """The budget :func:`claim` charges while reading one file (nested reads share the outer one)."""
+    outer = _budget.get()
+    if outer is not None:
+        yield outer
+        return
+    token = _budget.set(ReadBudget(max_gib))
+    try:
+        yield _budget.get()
+    finally:
+        _budget.reset(token)
+
+
+def claim(num_bytes: int, what: str) -> None:
+    """Charge ``num_bytes`` that a reader is about to allocate to the current read's budget (see
+    :class:`ReadBudget`); outside :func:`read_budget`, to a fresh default budget."""
+    budget = _budget.get()
+    (budget if budget is not None else ReadBudget()).claim(num_bytes, what)
 
 
 def check_count(count: int, noun: str) -> None:

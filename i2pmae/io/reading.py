@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import meshes, pcd, ply, tables
-from .checks import Parsed, Shape, ShapeError, validated
+from .checks import MAX_GIB, Parsed, Shape, ShapeError, read_budget, validated
 from .source import COMPRESSED_EXTENSIONS, Source, open_source
 
 READERS: dict[str, Callable[[Source], Parsed]] = {
@@ -47,8 +47,11 @@ _PARSE_ERRORS = (
 )
 
 
-def read_shape(path: str | os.PathLike) -> Shape:
+def read_shape(path: str | os.PathLike, *, max_gib: float = MAX_GIB) -> Shape:
     """Read and validate a shape file (format chosen by extension, see :data:`SUPPORTED_EXTENSIONS`).
+
+    ``max_gib`` bounds the memory the read allocates (:class:`~i2pmae.io.checks.ReadBudget`): each reader
+    claims its buffers before allocating them and stops with a ShapeError naming the limit.
 
     Returns:
         :class:`Shape` with points (N, 3) float64 and faces (F, 3) int64, or None when the file has no faces;
@@ -62,11 +65,12 @@ def read_shape(path: str | os.PathLike) -> Shape:
     name = path.name or str(path)
     kind = path.suffix.lower().lstrip(".").upper()
     try:
-        source = open_source(path, READERS)
-        kind = source.suffix.lstrip(".").upper()
-        # Signalling NaNs in binary data warn when cast; non-finite points are dropped by the checks.
-        with np.errstate(invalid="ignore", over="ignore"):
-            return validated(READERS[source.suffix](source), source.notes)
+        with read_budget(max_gib):
+            source = open_source(path, READERS)
+            kind = source.suffix.lstrip(".").upper()
+            # Signalling NaNs in binary data warn when cast; non-finite points are dropped by the checks.
+            with np.errstate(invalid="ignore", over="ignore"):
+                return validated(READERS[source.suffix](source), source.notes)
     except ShapeError as err:
         raise ShapeError(f"{name}: {err}") from err
     except MemoryError as err:
