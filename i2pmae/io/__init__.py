@@ -8,7 +8,7 @@ format                        read by                                           
 PLY (ASCII, binary)           plyfile, after our header pre-pass (non-standard lines, limits,      ``ply``
                               list lengths for its memory-mapped fast path)
 STL (ASCII, binary)           trimesh, after our size / triangle-count checks                     ``meshes``
-glTF / GLB                    trimesh (every mesh, node transforms applied), after our length and  ``meshes``
+glTF / GLB                    trimesh (every mesh, node transforms applied), after our length and  ``gltf``
                               embedded-buffer checks
 OBJ, OFF                      our parsers (no library is strict: see ``meshes``)                   ``meshes``
 PCD (ASCII, binary, binary_   our header parser; numpy for the data, python-lzf for LZF (see       ``pcd``

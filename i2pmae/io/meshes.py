@@ -1,4 +1,4 @@
-"""OBJ and OFF (our parsers), STL and glTF / GLB (trimesh, behind checks of our own).
+"""OBJ and OFF (our parsers) and STL (trimesh, behind checks of our own); glTF / GLB are in ``gltf``.
 
 OBJ and OFF are parsed here because no library reads them strictly (measured on the cases of
 tests/test_io.py): trimesh reads OBJ index 0 as another vertex (``f 0 1 2`` became the degenerate face
@@ -9,15 +9,13 @@ The formats are simple enough for a page of code that knows what the file promis
 vectorised path (a regex and a ``loadtxt`` per kind of statement, 3x faster than line by line); anything
 unusual goes line by line, which decides (``test_obj_fast_path_agrees_with_the_line_by_line_reader``).
 
-STL and glTF are read by trimesh, after checks that catch what it lets through: a binary STL whose size
-does not match its triangle count (trimesh returns an empty mesh), an ASCII STL cut inside a triangle, a GLB
-shorter than its header says, and a .gltf that refers to other files (never opened, see the README).
+STL is read by trimesh, after checks that catch what it lets through: a binary STL whose size does not match
+its triangle count (trimesh returns an empty mesh) and an ASCII STL cut inside a triangle.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 import struct
 from collections.abc import Sequence
@@ -30,15 +28,13 @@ from .source import Source, decode_text
 _STL_HEADER_BYTES = 80
 _STL_TRIANGLE_BYTES = 50  # normal, 3 vertices (12 float32) and a uint16 attribute
 _STL_VERTEX = re.compile(rb"^\s*vertex\s", re.MULTILINE)
-_GLB_MAGIC = b"glTF"
-_GLB_HEADER = struct.Struct("<4sII")  # magic, version, total length
 _OFF_KEYWORD = re.compile(r"(ST)?C?N?OFF")
 _OBJ_VERTEX = re.compile(r"^[^\S\n]*v[^\S\n]+(.*)$", re.MULTILINE)  # the text after "v" (spaces, not \n)
 _OBJ_FACE = re.compile(r"^[^\S\n]*f[^\S\n]+(.*)$", re.MULTILINE)
 _OBJ_BARE = re.compile(r"^[^\S\n]*[vf][^\S\n]*$", re.MULTILINE)
 _OBJ_TEXTURE_NORMAL = re.compile(r"/\S*")  # the "/t/n" of "i/t/n"
 # What trimesh raises on content it cannot parse; turned into ShapeError by read_shape or here.
-_TRIMESH_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, struct.error)
+TRIMESH_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, struct.error)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -201,7 +197,7 @@ def _count_prefixed(lines: list[str]) -> np.ndarray | list[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# STL and glTF / GLB (trimesh)
+# STL (trimesh)
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -233,70 +229,3 @@ def read_stl(source: Source) -> Parsed:
     if len(faces) * 3 != num_vertices:
         raise ShapeError(f"malformed STL file: {num_vertices:,} vertices read as {len(faces):,} triangles")
     return Parsed(vertices, faces)
-
-
-def read_gltf(source: Source) -> Parsed:
-    """Every mesh of a glTF scene, placed by its node transforms; point primitives when there is no mesh."""
-    import trimesh
-
-    if source.suffix == ".glb":
-        _check_glb_length(source.data)
-    else:
-        _check_embedded(source.data)
-    kind = source.suffix.lstrip(".")
-    try:
-        scene = trimesh.load_scene(io.BytesIO(source.data), file_type=kind, process=False)
-        parts = _placed_geometry(scene)
-    except _TRIMESH_ERRORS as err:
-        raise ShapeError(f"malformed {kind.upper()} file ({type(err).__name__}: {err})") from err
-    meshes = [(v, f) for v, f in parts if f is not None and len(f)]
-    clouds = [v for v, f in parts if f is None and len(v)]
-    if meshes:
-        check_count(sum(len(v) for v, _ in meshes), "vertices")
-        offsets = np.cumsum([0] + [len(v) for v, _ in meshes[:-1]])  # (M,), first vertex of each mesh
-        faces = np.concatenate([f + offset for (_, f), offset in zip(meshes, offsets, strict=True)])
-        note = (f"ignored {len(clouds)} point primitive(s) beside the meshes",) if clouds else ()
-        return Parsed(np.concatenate([v for v, _ in meshes]), faces, note)
-    if clouds:
-        return Parsed(np.concatenate(clouds))
-    raise ShapeError("the scene holds no mesh with faces and no points")
-
-
-def _placed_geometry(scene) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(vertices (V, 3) placed by the node's transform, faces (F, 3) or None for points), one per node."""
-    import trimesh
-
-    parts = []
-    for node in scene.graph.nodes_geometry:
-        transform, name = scene.graph[node]
-        geometry = scene.geometry[name]
-        faces = np.asarray(geometry.faces) if isinstance(geometry, trimesh.Trimesh) else None
-        if faces is None and not isinstance(geometry, trimesh.PointCloud):
-            continue  # paths and other kinds of geometry
-        parts.append((trimesh.transform_points(np.asarray(geometry.vertices), transform), faces))
-    return parts
-
-
-def _check_glb_length(data: bytes) -> None:
-    if len(data) < _GLB_HEADER.size or data[:4] != _GLB_MAGIC:
-        raise ShapeError("not a GLB file (it does not start with 'glTF')")
-    _, _, length = _GLB_HEADER.unpack_from(data)
-    if length != len(data):
-        raise ShapeError(
-            f"truncated or damaged GLB file: its header gives {length:,} bytes, the file has {len(data):,}"
-        )
-
-
-def _check_embedded(data: bytes) -> None:
-    """A .gltf must carry its buffers inside (data: URIs): other files are never opened."""
-    try:
-        document = json.loads(decode_text(data, "glTF"))
-        uris = [buffer.get("uri", "") for buffer in document.get("buffers", [])]
-    except (ValueError, AttributeError, TypeError) as err:
-        raise ShapeError(f"not a glTF file (not a JSON document with buffers: {err})") from err
-    external = [uri for uri in uris if not uri.startswith("data:")]
-    if external:
-        raise ShapeError(
-            f"the glTF file refers to other files ({', '.join(external[:3])}); "
-            "save it as .glb, or as .gltf with embedded buffers"
-        )

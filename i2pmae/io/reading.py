@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import meshes, pcd, ply, tables
+from . import gltf, meshes, pcd, ply, tables
 from .checks import MAX_GIB, Parsed, Shape, ShapeError, read_budget, validated
 from .source import COMPRESSED_EXTENSIONS, Source, open_source
 
@@ -25,8 +25,8 @@ READERS: dict[str, Callable[[Source], Parsed]] = {
     ".txt": tables.read_text_cloud,
     ".npy": tables.read_npy,
     ".npz": tables.read_npz,
-    ".glb": meshes.read_gltf,
-    ".gltf": meshes.read_gltf,
+    ".glb": gltf.read_gltf,
+    ".gltf": gltf.read_gltf,
 }
 # Lower case, with the dot; a compressed file is named after the shape file it holds (``model.ply.gz``).
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (*READERS, *COMPRESSED_EXTENSIONS)
