@@ -2,6 +2,11 @@
 
 Results are keyed by the file's content hash and the parameters that change them, in bounded LRU
 caches, so that moving a mask slider never re-runs the teacher.
+
+Uploads are untrusted: reading one and analysing it run in a bounded child process
+(:func:`i2pmae.bounded.run_bounded`: an address-space cap and a timeout), never in the server. The reader
+bounds what it knows about (``max_gib``); whatever it misses costs that child and comes back as a
+:class:`~i2pmae.io.ShapeError` naming the file, while the server and the other users go on.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import trimesh
 
+from i2pmae.bounded import BoundedRunError, run_bounded
 from i2pmae.checkpoints import atomic_write
 from i2pmae.explore import analyse_shape, paper_model
 from i2pmae.io import ShapeError, load_points, read_shape
@@ -28,6 +36,12 @@ from .resources import InvalidInput, get_teacher
 
 MAX_UPLOAD_MB = 32
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+# One upload's work: the reader's own budget (read_shape's max_gib), then the worker's hard cap above it
+# (address space added to the forked server's) and its wall-clock limit.
+READ_MAX_GIB = 1.0
+WORKER_MEMORY_GIB = 2.0
+WORKER_TIMEOUT_S = 20.0
+ISOLATED = True  # read and analyse in the bounded worker; False runs them here (benchmarks compare)
 SHAPE_CACHE_SIZE = 32
 ANALYSIS_CACHE_SIZE = 16
 MIN_POINTS, MAX_POINTS = 1024, 8192
@@ -37,6 +51,7 @@ MAX_MESH_FACES = 300_000  # larger meshes are too heavy for the browser's viewer
 # cached shapes; the margin covers pages still showing a shape the cache has dropped.
 MAX_MESH_FILES = 4 * SHAPE_CACHE_SIZE
 MESH_RGBA = (96, 140, 190, 255)  # the thumbnails' blue, so the mesh reads as the same shape
+T = TypeVar("T")
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # the 3D viewer's up is +y
 
 
@@ -135,19 +150,36 @@ def prune_mesh_files(keep: int = MAX_MESH_FILES) -> None:
         file.unlink(missing_ok=True)
 
 
+def in_worker(fn: Callable[..., T], /, *args: Any, name: str, what: str) -> T:
+    """``fn(*args)`` in the bounded worker (see the module docstring); its failures as ShapeError."""
+    if not ISOLATED:
+        return fn(*args)
+    try:
+        return run_bounded(fn, *args, memory_gib=WORKER_MEMORY_GIB, timeout_s=WORKER_TIMEOUT_S, what=what)
+    except BoundedRunError as err:
+        raise ShapeError(f"{name}: {err}; the file was not used") from None
+
+
+def _read_and_sample(path: Path, digest: str, num_points: int, seed: int) -> LoadedShape:
+    """Read, validate and sample one file, and write its mesh for the viewer (runs in the worker)."""
+    raw = read_shape(path, max_gib=READ_MAX_GIB)
+    points = load_points(raw, num_points, seed=seed)  # the shape read once, for both
+    num_faces = 0 if raw.faces is None else len(raw.faces)
+    mesh = _mesh_file(digest, raw.points, raw.faces) if 0 < num_faces <= MAX_MESH_FACES else None
+    return LoadedShape(name=path.name, digest=digest, points=points, num_vertices=len(raw.points),
+                       num_faces=num_faces, mesh_path=mesh, notes=raw.notes)
+
+
 def load_shape(path: str | os.PathLike | None, num_points: int, seed: int) -> LoadedShape:
     """Validate and sample a shape file (cached by content, number of points and seed)."""
     path = check_file(path)
     num_points = check_num_points(num_points)
     digest = file_digest(path)
+    output_dir()  # made here: a folder the worker made would outlive the server (it skips atexit)
 
     def compute() -> LoadedShape:
-        raw = read_shape(path)
-        points = load_points(raw, num_points, seed=int(seed))  # the shape read once, for both
-        num_faces = 0 if raw.faces is None else len(raw.faces)
-        mesh = _mesh_file(digest, raw.points, raw.faces) if 0 < num_faces <= MAX_MESH_FACES else None
-        return LoadedShape(name=path.name, digest=digest, points=points, num_vertices=len(raw.points),
-                           num_faces=num_faces, mesh_path=mesh, notes=raw.notes)
+        return in_worker(_read_and_sample, path, digest, num_points, int(seed), name=path.name,
+                         what="reading the file")
 
     key = (digest, num_points, int(seed))
     shape = _shape_cache.get_or_compute(key, compute)
@@ -164,8 +196,10 @@ def analyse(path: str | os.PathLike | None, num_points: int, seed: int, teacher:
     key = (shape.digest, shape.points.shape[0], int(seed), teacher)
 
     def compute() -> AnalysedShape:
+        model, frozen = paper_model(), get_teacher(teacher)  # loaded here, once: the worker shares them
         start = time.perf_counter()
-        analysis = analyse_shape(paper_model(), shape.points, get_teacher(teacher))
+        analysis = in_worker(analyse_shape, model, shape.points, frozen, name=shape.name,
+                             what="analysing the shape")
         return AnalysedShape(shape=shape, teacher=teacher, analysis=analysis,
                              seconds=time.perf_counter() - start, key=key)
 

@@ -227,8 +227,14 @@ def test_the_mesh_folder_is_removed_when_the_process_ends():
 
 def test_slider_moves_reuse_the_analysis(monkeypatch):
     calls = []
-    original = shapes.analyse_shape
-    monkeypatch.setattr(shapes, "analyse_shape", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = shapes.in_worker
+
+    def counting(fn, *args, **kwargs):  # counted here: the analysis itself runs in the worker process
+        if fn is shapes.analyse_shape:
+            calls.append(1)
+        return original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(shapes, "in_worker", counting)
     handlers.explore(str(MESH), num_points=1024)
     greedy = handlers.remask(str(MESH), num_points=1024, log10_tau=-5.0)
     uniform = handlers.remask(str(MESH), num_points=1024, log10_tau=1.0, mask_ratio=0.5, level_tokens=512)
