@@ -17,7 +17,9 @@ key, and a tensor holding NaN or infinite values raises :class:`CheckpointError`
 Official I2P-MAE / Point-M2AE ``.pth`` files load through :func:`load_official_state_dict`: the weights are
 read with ``torch.load(weights_only=True, map_location="cpu")``, unwrapped (``base_model`` / ``model`` /
 ``state_dict`` or a bare dict), stripped of ``module.`` and of the CLIP teacher (``clip_model.*``), and mapped
-by :data:`OFFICIAL_RENAMES`; our module names equal the official ones otherwise.
+by :data:`OFFICIAL_RENAMES`; our module names equal the official ones otherwise. Readers of our files
+(:func:`read_safetensors_header`) recognise a ``.pth`` by its first bytes, never unpickle it, and name the
+convert command.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ __all__ = [
     "load_official_state_dict",
     "load_pretrained_encoder",
     "map_official_state_dict",
+    "nonfinite_tensors",
+    "read_safetensors_header",
     "require_finite",
     "save_checkpoint",
     "save_safetensors_atomic",
@@ -71,6 +75,10 @@ OFFICIAL_RENAMES = (
 )
 ENCODER_PREFIX = "h_encoder."
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".tar")
+# First bytes of what torch.save writes: a zip archive (since torch 1.6) or a bare pickle (protocol 2-5).
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_MAGICS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
+PAPER_CONFIG = "configs/pretrain/paper.yaml"  # the official I2P-MAE model, for the convert command
 
 
 class CheckpointError(ValueError):
@@ -86,17 +94,41 @@ def require_finite(
     value (the bias of a linear probe for a class it never predicts).
     """
     for name, tensor in tensors.items():
-        if not (tensor.is_floating_point() or tensor.is_complex()):
-            continue
-        good = torch.isfinite(tensor)
-        if name in minus_inf_ok:
-            good |= tensor == -math.inf
-        if not bool(good.all()):
-            bad = int(tensor.numel() - good.sum())
+        bad = _count_nonfinite(tensor, minus_inf_ok=name in minus_inf_ok)
+        if bad:
             raise CheckpointError(
                 f"{os.fspath(source)}: tensor {name!r} holds {bad} NaN or infinite value(s) out of "
                 f"{tensor.numel()}; the weights are damaged (a diverged run or a corrupt file), not used"
             )
+
+
+def nonfinite_tensors(
+    path: str | os.PathLike, *, minus_inf_ok: Collection[str] = ()
+) -> dict[str, tuple[int, int]]:
+    """Every tensor of a safetensors file holding NaN or infinite values: name -> (bad values, values).
+
+    Unlike :func:`require_finite` it reports them all (``i2pmae checkpoint inspect``); tensors are read
+    one at a time, so memory stays at one tensor.
+    """
+    read_safetensors_header(path)  # a readable error for a file that is not safetensors
+    damaged = {}
+    with safe_open(os.fspath(path), framework="pt") as handle:
+        for name in handle.keys():
+            tensor = handle.get_tensor(name)
+            bad = _count_nonfinite(tensor, minus_inf_ok=name in minus_inf_ok)
+            if bad:
+                damaged[name] = (bad, tensor.numel())
+    return damaged
+
+
+def _count_nonfinite(tensor: Tensor, *, minus_inf_ok: bool = False) -> int:
+    """NaN and infinite values in ``tensor`` (not -inf with ``minus_inf_ok``); 0 unless floating-point."""
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    good = torch.isfinite(tensor)
+    if minus_inf_ok:
+        good |= tensor == -math.inf
+    return int(tensor.numel() - good.sum())
 
 
 def save_checkpoint(
@@ -179,12 +211,7 @@ def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
     ``metadata`` (dict), ``num_tensors`` and ``num_parameters`` (elements of all stored tensors).
     """
     path = _existing(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            shapes = [handle.get_slice(key).get_shape() for key in handle.keys()]
-    except Exception as err:  # safetensors raises its own error types for corrupt or foreign files
-        raise CheckpointError(f"{path}: not a safetensors checkpoint ({err})") from err
+    header, shapes = read_safetensors_header(path)
     if header.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: safetensors file without the {FORMAT!r} header (not saved by this project)"
@@ -196,8 +223,52 @@ def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
         "num_classes": int(num_classes) if num_classes is not None else None,
         "metadata": json.loads(header["metadata"]),
         "num_tensors": len(shapes),
-        "num_parameters": sum(int(torch.Size(shape).numel()) for shape in shapes),
+        "num_parameters": sum(math.prod(shape) for shape in shapes.values()),
     }
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(metadata, tensor name -> shape) of a safetensors file, reading its header only.
+
+    Raises :class:`CheckpointError` in one line for anything else: a PyTorch ``.pth`` (recognised by its
+    first bytes and never unpickled; the message gives the convert command), an empty, truncated or
+    foreign file.
+    """
+    path = _existing(path)
+    kind = _torch_save_kind(path)
+    if kind is not None:
+        raise CheckpointError(
+            f"{path}: a {kind} as torch.save writes (an official .pth?), not a safetensors checkpoint; "
+            "it is not opened, since unpickling can run code. An official I2P-MAE / Point-M2AE checkpoint "
+            f"converts with: {_convert_command(path)}"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            return handle.metadata() or {}, shapes
+    except Exception as err:  # safetensors raises its own error types for corrupt or foreign files
+        reason = str(err).removeprefix("Error while deserializing header: ")
+        raise CheckpointError(
+            f"{path}: not a safetensors checkpoint, or a truncated one ({path.stat().st_size:,} bytes; "
+            f"safetensors: {reason})"
+        ) from err
+
+
+def _torch_save_kind(path: Path) -> str | None:
+    """``"zip archive"`` or ``"pickle"`` when ``path`` starts like a torch.save file (first bytes only)."""
+    with open(path, "rb") as handle:
+        start = handle.read(len(ZIP_MAGIC))
+    if start == ZIP_MAGIC:
+        return "zip archive"
+    return "pickle" if start.startswith(PICKLE_MAGICS) else None
+
+
+def _convert_command(src: Path) -> str:
+    """The ``i2pmae checkpoint convert`` command line for an official checkpoint ``src``."""
+    dst = src.with_suffix(".safetensors")
+    if dst == src:  # a .pth renamed .safetensors: never suggest overwriting the source
+        dst = src.with_name(f"{src.stem}_converted.safetensors")
+    return f"i2pmae checkpoint convert {src} {dst} --config {PAPER_CONFIG}"
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

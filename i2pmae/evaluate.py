@@ -39,6 +39,9 @@ FEW_SHOT_QUERIES = 20
 SVM_MAX_ITER = 20_000
 PROBE_MAX_ITER = 2_000
 FEATURE_BATCH = 64
+# Feature votes: each is a full encoder pass, and the orders of one point count take votes x points int64
+# (64 x 10,000 points: 5 MiB); past a few dozen the mean feature no longer changes.
+MAX_VOTES = 64
 PROBE_FORMAT = "i2pmae-linear-probe-v1"
 PROBE_SUFFIX = "_probe.safetensors"  # the linear probe of a pre-trained checkpoint lives beside it
 
@@ -63,9 +66,10 @@ def extract_features(
         model: an ``I2PMAE`` (anything with ``extract_features(points, pool=...) -> (B, C)``).
         dataset: items are dicts with ``points`` (N, 3) and ``label``.
         pool: "max" (the SVM feature) or "meanmax".
-        votes: passes averaged per shape: pass 0 sees the points in their stored order, pass k a random
-            order (``point_orders``). The points are the same, but FPS starts at the first point, so each
-            order gives other centres and groups: the mean is a feature less tied to one grouping.
+        votes: passes averaged per shape, 1 to :data:`MAX_VOTES`: pass 0 sees the points in their stored
+            order, pass k a random order (``point_orders``). The points are the same, but FPS starts at the
+            first point, so each order gives other centres and groups: the mean is a feature less tied to
+            one grouping.
         seed: seed of those orders (the same for every batch, so the result does not depend on batching).
 
     Returns:
@@ -73,8 +77,7 @@ def extract_features(
     """
     from tqdm import tqdm
 
-    if votes < 1:
-        raise ValueError(f"votes must be >= 1, got {votes}")
+    check_votes(votes)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     was_training = model.training
     model.eval()
@@ -96,11 +99,17 @@ def extract_features(
 
 def point_orders(num_points: int, votes: int, *, seed: int = 0) -> list[Tensor]:
     """``votes`` index orders of ``num_points`` points: the identity, then ``votes - 1`` seeded shuffles."""
-    if votes < 1:
-        raise ValueError(f"votes must be >= 1, got {votes}")
+    check_votes(votes)
     generator = torch.Generator().manual_seed(seed)
     shuffles = [torch.randperm(num_points, generator=generator) for _ in range(votes - 1)]
     return [torch.arange(num_points), *shuffles]
+
+
+def check_votes(votes: int) -> int:
+    """``votes`` if it is a number of feature votes from 1 to :data:`MAX_VOTES`; a ValueError otherwise."""
+    if not 1 <= votes <= MAX_VOTES:
+        raise ValueError(f"votes must be from 1 to {MAX_VOTES} (point orders per shape), got {votes}")
+    return votes
 
 
 # --------------------------------------------------------------------------------------------- linear SVM
@@ -125,7 +134,7 @@ def _check_xy(features: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.n
 
 def _cv_folds(labels: np.ndarray, folds: int) -> int:
     """Folds of a stratified CV: at most the size of the smallest class, at least 2."""
-    smallest = int(np.bincount(labels).astype(np.int64)[np.unique(labels)].min())
+    smallest = int(np.unique(labels, return_counts=True)[1].min())  # not bincount: sized by the largest label
     if smallest < 2:
         raise ValueError("cross-validation needs at least 2 training shapes in every class")
     return min(folds, smallest)

@@ -19,6 +19,8 @@ from i2pmae.checkpoints import (
     load_official_checkpoint,
     load_official_state_dict,
     load_pretrained_encoder,
+    nonfinite_tensors,
+    read_safetensors_header,
     save_checkpoint,
     save_safetensors_atomic,
 )
@@ -262,3 +264,67 @@ def test_the_app_refuses_a_non_finite_checkpoint_with_a_sentence(tmp_path, monke
             resources.get_model()
     finally:
         resources._load_model.cache_clear()
+
+
+def test_nonfinite_tensors_names_every_damaged_tensor_with_its_count(tmp_path):
+    model = _trained_looking(I2PMAE(SMALL))
+    state = model.state_dict()
+    with torch.no_grad():
+        state[POISONED][:3] = float("nan")
+        state["decoder_norm.bias"][0] = float("inf")
+        state["mask_token"][..., 0] = -float("inf")
+    path = save_checkpoint(tmp_path / "bad.safetensors", model)
+    damaged = {POISONED: (3, 8), "decoder_norm.bias": (1, 16)}
+    assert nonfinite_tensors(path) == {**damaged, "mask_token": (1, 32)}
+    assert nonfinite_tensors(path, minus_inf_ok={"mask_token"}) == damaged
+    with pytest.raises(CheckpointError, match="NaN or infinite"):  # loading still stops at the first one
+        load_checkpoint(path)
+
+
+class _RunsCode:
+    """Pickles to a call of os.mkdir: loading the pickle would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy-pickle"])
+def test_a_pth_is_recognised_by_its_first_bytes_and_never_unpickled(tmp_path, zipped):
+    marker = tmp_path / "code_ran"
+    pth = tmp_path / "official.pth"
+    torch.save({"base_model": _RunsCode(marker)}, pth, _use_new_zipfile_serialization=zipped)
+    kind = "zip archive" if zipped else "pickle"
+    command = (f"i2pmae checkpoint convert {pth} {tmp_path / 'official.safetensors'} "
+               "--config configs/pretrain/paper.yaml")
+    with pytest.raises(CheckpointError, match=rf"official\.pth: a {kind} as torch\.save writes") as err:
+        read_safetensors_header(pth)
+    assert str(err.value).endswith(f"converts with: {command}") and "\n" not in str(err.value)
+    renamed = pth.rename(tmp_path / "renamed.safetensors")  # the convert command must not overwrite it
+    with pytest.raises(CheckpointError, match=r"renamed\.safetensors .*renamed_converted\.safetensors"):
+        checkpoint_info(renamed)
+    assert not marker.exists()
+
+
+def test_empty_truncated_and_foreign_files_get_one_line_errors(tmp_path):
+    good = save_checkpoint(tmp_path / "good.safetensors", I2PMAE(SMALL))
+    data = good.read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    cases = {
+        "empty": (b"", "0 bytes; safetensors: header too small"),
+        "header-cut": (data[: header_end // 2], "invalid header length"),
+        "data-cut": (data[: header_end + 100], "incomplete metadata, file not fully covered"),
+        "text": (b"x,y,z\n0,0,0\n", "header too large"),
+    }
+    for name, (content, reason) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(content)
+        message = rf"{name}\.safetensors: not a safetensors checkpoint, or a truncated one \(.*{reason}\)$"
+        with pytest.raises(CheckpointError, match=message):
+            read_safetensors_header(path)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(path)
+    metadata, shapes = read_safetensors_header(good)
+    assert metadata["model_class"] == "I2PMAE" and shapes["mask_token"] == (1, 32)

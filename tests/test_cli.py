@@ -70,9 +70,6 @@ def test_svm_and_fewshot_record_their_protocol(workspace, capsys):
     assert "features averaged over 3 point orders" in capsys.readouterr().out
     voting = json.loads(out.read_text())["protocol"]["voting"]
     assert voting == "features averaged over 3 point orders (seed 0)"
-    assert main(["svm", "--checkpoint", ckpt, "--train", str(workspace / "train.npz"), "--votes", "0",
-                 "--val-fraction", "0.25"]) == 2
-    assert "votes must be >= 1" in one_line_error(capsys)
 
     out = workspace / "fewshot.json"
     assert main(["fewshot", "--checkpoint", ckpt, "--data", str(workspace / "train.npz"), "--way", "3",
@@ -233,3 +230,86 @@ def test_the_data_set_memory_limit_in_data_check_and_svm(workspace, capsys, tmp_
                      str(workspace / "train.npz"), "--out", str(out), "--max-gib", "1e-6"]) == 2
         assert "over the limit of 1e-06 GiB" in one_line_error(capsys)
         assert not (out / "train_state.pt").exists()
+
+
+@pytest.mark.parametrize("command", [["svm", "--train", "none.npz", "--test", "none.npz"],
+                                     ["fewshot", "--data", "none.npz", "--way", "2", "--shot", "1"]])
+def test_votes_out_of_range_are_refused_when_parsing(command, capsys):
+    from i2pmae.evaluate import MAX_VOTES
+
+    out_of_range = f"votes must be from 1 to {MAX_VOTES} (point orders per shape), got"
+    for votes, message in (("1000000000", f"{out_of_range} 1000000000"), ("65", f"{out_of_range} 65"),
+                           ("0", f"{out_of_range} 0"), ("-1", f"{out_of_range} -1"),
+                           ("many", "expected a whole number, got 'many'")):
+        with pytest.raises(SystemExit) as exit_:  # before the checkpoint or the data are opened
+            main([*command, "--votes", votes])
+        assert exit_.value.code == 2
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert last == f"i2pmae {command[0]}: error: argument --votes: {message}"
+    with pytest.raises(SystemExit):
+        main([command[0], "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"1 to {MAX_VOTES}; 1 (default) is the official protocol" in help_text
+
+
+def _damaged_checkpoint(path):
+    from helpers import SMALL_MODEL
+
+    from i2pmae.checkpoints import save_checkpoint
+    from i2pmae.model import I2PMAE, I2PMAEConfig
+
+    model = I2PMAE(I2PMAEConfig(**SMALL_MODEL))
+    with torch.no_grad():
+        model.state_dict()["mask_token"].view(-1)[:3] = torch.nan
+        model.state_dict()["decoder_norm.weight"][0] = torch.inf
+    return save_checkpoint(path, model, metadata={"kind": "pretrained"})
+
+
+def test_checkpoint_inspect_names_every_non_finite_tensor_and_fails(tmp_path, capsys):
+    from i2pmae.checkpoints import checkpoint_info
+    from i2pmae.evaluate import LinearProbe, save_probe
+
+    path = _damaged_checkpoint(tmp_path / "diverged.safetensors")
+    assert main(["checkpoint", "inspect", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: I2PMAE") and "  kind: pretrained" in out  # the header still shows
+    assert out[-3:] == [
+        f"{path}: DAMAGED: 2 of {checkpoint_info(path)['num_tensors']} tensors hold NaN or infinite "
+        "values (a diverged run or a corrupt file); loading it is refused:",
+        "  decoder_norm.weight: 1 of 32 values not finite",
+        "  mask_token: 3 of 64 values not finite",
+    ]
+    weight, bias = torch.ones(len(CLASSES), 4), torch.tensor([0.0, -torch.inf, 0.0])  # -inf: never predicted
+    save_probe(LinearProbe(weight, bias, list(CLASSES)), tmp_path / "probe.safetensors")
+    assert main(["checkpoint", "inspect", str(tmp_path / "probe.safetensors")]) == 0
+    weight[1, 2] = torch.nan
+    save_probe(LinearProbe(weight, bias, list(CLASSES)), tmp_path / "probe.safetensors")
+    assert main(["checkpoint", "inspect", str(tmp_path / "probe.safetensors")]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "  weight: 1 of 12 values not finite"
+
+
+def test_checkpoint_inspect_refuses_a_pth_and_broken_files_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("inspect must never unpickle"))
+    pth = tmp_path / "official.pth"
+    torch.save({"base_model": {"mask_token": torch.zeros(1, 4)}}, pth)
+    assert main(["checkpoint", "inspect", str(pth)]) == 2
+    message = one_line_error(capsys)
+    assert message.startswith(f"i2pmae checkpoint: error: {pth}: a zip archive as torch.save writes")
+    assert "not a safetensors checkpoint" in message
+    dst = tmp_path / "official.safetensors"
+    assert message.endswith(f"i2pmae checkpoint convert {pth} {dst} --config configs/pretrain/paper.yaml")
+    good = _damaged_checkpoint(tmp_path / "cut.safetensors").read_bytes()
+    for content in (b"", good[:4], good[: len(good) // 2], b"not a checkpoint at all"):
+        (tmp_path / "cut.safetensors").write_bytes(content)
+        assert main(["checkpoint", "inspect", str(tmp_path / "cut.safetensors")]) == 2
+        assert "cut.safetensors: not a safetensors checkpoint, or a truncated one (" in one_line_error(capsys)
+
+
+def test_data_check_fails_on_a_stray_label_in_unnamed_h5(tmp_path, capsys):
+    import h5py
+
+    with h5py.File(tmp_path / "stray.h5", "w") as f:  # labels 0..4 and one 99: 100 classes inferred
+        f["data"], f["label"] = shapes(6, num_points=32)[0], np.array([0, 1, 2, 3, 4, 99])
+    assert main(["data", "check", str(tmp_path / "stray.h5")]) == 1
+    out = capsys.readouterr().out
+    assert "problem: file labels: only 6 of the 100 classes 0..99 have shapes" in out and "NOT OK" in out

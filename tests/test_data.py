@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -584,6 +585,41 @@ def test_check_dataset_unknown_path_guesses_the_data_set(tmp_path):
         "train.npz",
     ):
         assert needle in everything
+
+
+def test_check_dataset_flags_a_stray_label_that_makes_up_numbered_classes(tmp_path):
+    labels = np.array([0, 1, 2, 3, 4, 99])  # no class names: 100 classes inferred, 94 of them empty
+    report = check_dataset(_write_h5(tmp_path / "stray.h5", _clouds(), labels))
+    assert not report.ok and report.facts == ["file: 6 shapes, 6 of 100 classes present, 32 points per shape"]
+    assert report.problems == [
+        "file labels: only 6 of the 100 classes 0..99 have shapes; without class names the class count is "
+        "the largest label + 1, and label 99 (1 shape(s)) may be wrong; fix the labels or put the class "
+        "names in a classes.txt beside the file"
+    ]
+    assert str(report).endswith("NOT OK") and report.instructions == ""  # no download steps
+    gaps = check_dataset(_write_h5(tmp_path / "gaps.h5", _clouds(), np.array([0, 1, 1, 3, 4, 4])))
+    assert gaps.ok  # 4 of 5 numbered classes present: a small split may miss a few
+    (tmp_path / "named").mkdir()
+    (tmp_path / "named" / "classes.txt").write_text("a\nb\nc\nd\ne\n")
+    named = check_dataset(_write_h5(tmp_path / "named" / "stray.h5", _clouds(), labels))
+    assert not named.ok  # named classes: the stray label is refused when opening
+    assert named.problems[0].endswith("stray.h5: label 99 (shape 5) is outside [0, 5) for 5 class names")
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([0, 1, 2, 0, 1, -1], "label -1 is negative; labels number the classes from 0"),
+        ([-3] * NUM_SHAPES, "label -3 is negative; labels number the classes from 0"),
+        ([0, 1, 2, 0, 1, 10**8], r"label 100000000 would make 100000001 unnamed classes \(at most 10000\)"),
+    ],
+    ids=["one-negative", "all-negative", "huge"],
+)
+def test_check_dataset_refuses_negative_and_huge_unnamed_labels(tmp_path, labels, message):
+    path = _write_h5(tmp_path / "bad.h5", _clouds(), np.array(labels, dtype=np.int64))
+    report = check_dataset(path)
+    assert not report.ok and len(report.problems) == 1
+    assert re.fullmatch(f"{re.escape(str(path))}: {message}.*", report.problems[0])
 
 
 def test_download_instructions_rejects_unknown_names():

@@ -210,6 +210,25 @@ def test_point_orders_start_with_the_identity_and_are_seeded_permutations():
         ev.point_orders(50, 0)
 
 
+def test_votes_past_the_maximum_are_refused_before_any_order_is_built(monkeypatch):
+    top = ev.MAX_VOTES
+    assert top * 10_000 * 8 <= 8 * 2**20  # the int64 orders of 10,000 points at the maximum: at most 8 MiB
+    assert len(ev.point_orders(10, top)) == top
+    with pytest.raises(ValueError, match=rf"votes must be from 1 to {top} \(point orders per shape\), got"):
+        ev.point_orders(10, top + 1)
+    monkeypatch.setattr(ev, "point_orders", lambda *a, **k: pytest.fail("orders built before the check"))
+    data = [{"points": torch.randn(8, 3), "label": 0}]
+    with pytest.raises(ValueError, match=rf"votes must be from 1 to {top} .*got 1000000000"):
+        ev.extract_features(_FirstPointModel(), data, progress=False, votes=10**9)
+
+
+def test_cv_folds_count_classes_without_an_array_sized_by_the_largest_label():
+    x, y = _blobs(num_classes=3, per_class=4)
+    for far in (10**15, -(10**15)):  # bincount: "Unable to allocate 7.1 PiB" / "no negative elements"
+        labels = np.where(y == 2, far, y)
+        assert ev.select_svm(x, labels, cv_folds=3)["cv_folds"] == 3
+
+
 def test_feature_votes_average_the_passes_over_point_orders():
     data = [{"points": torch.randn(8, 3), "label": 0} for _ in range(5)]
     model = _FirstPointModel()

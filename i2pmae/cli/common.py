@@ -81,9 +81,25 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_votes(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--votes", type=int, default=1,
-                   help="average each shape's feature over this many point orders (other FPS centres); "
-                        "1 (default) is the official protocol")
+    from ..evaluate import MAX_VOTES
+
+    p.add_argument("--votes", type=_votes, default=1,
+                   help="average each shape's feature over this many point orders (other FPS centres), "
+                        f"1 to {MAX_VOTES}; 1 (default) is the official protocol")
+
+
+def _votes(text: str) -> int:
+    """``--votes``: refused here, before the model and data are loaded, when out of range."""
+    from ..evaluate import check_votes
+
+    try:
+        votes = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    try:
+        return check_votes(votes)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def shape_points(args: argparse.Namespace, num_points: int, seed: int = 0):

@@ -14,7 +14,8 @@ EXIT_CHECK_FAILED = 1
 def _add_checkpoint(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("checkpoint", help="inspect or convert checkpoints")
     actions = p.add_subparsers(dest="action", required=True)
-    inspect = actions.add_parser("inspect", help="config, teacher, classes, parameter count, key summary")
+    inspect = actions.add_parser("inspect", help="config, teacher, classes, parameter count, key summary; "
+                                 "exit status 1 naming every tensor with NaN or infinite values")
     inspect.add_argument("path")
     inspect.set_defaults(func=cmd_checkpoint_inspect)
     convert = actions.add_parser("convert", help="official I2P-MAE / Point-M2AE .pth -> our safetensors")
@@ -38,23 +39,35 @@ def _key_summary(keys_and_shapes: list[tuple[str, tuple[int, ...]]]) -> list[str
 
 
 def cmd_checkpoint_inspect(args: argparse.Namespace) -> int:
-    from safetensors import safe_open
-
-    from ..checkpoints import checkpoint_info
-    from ..evaluate import PROBE_FORMAT, load_probe
+    from ..checkpoints import nonfinite_tensors, read_safetensors_header
+    from ..evaluate import PROBE_FORMAT
 
     path = Path(args.path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    with safe_open(str(path), framework="pt") as handle:
-        header = handle.metadata() or {}
-        keys = [(k, tuple(handle.get_slice(k).get_shape())) for k in handle.keys()]
-    if header.get("format") == PROBE_FORMAT:
-        probe = load_probe(path)
-        print(f"{path}: linear probe, {len(probe.classes)} classes, {probe.weight.shape[1]} features")
-        print(f"  classes: {', '.join(probe.classes)}")
-        print(f"  fit: {json.dumps(probe.info)}")
-        return 0
+    header, shapes = read_safetensors_header(path)  # a .pth is refused here, never unpickled
+    is_probe = header.get("format") == PROBE_FORMAT
+    damaged = nonfinite_tensors(path, minus_inf_ok={"bias"} if is_probe else ())  # -inf: never predicted
+    if not is_probe:
+        _print_checkpoint(path, shapes)  # from the header: shown for a damaged file too
+    elif not damaged:  # load_probe refuses a damaged probe
+        _print_probe(path)
+    if damaged:
+        _print_damaged(path, damaged, len(shapes))
+        return EXIT_CHECK_FAILED
+    return 0
+
+
+def _print_probe(path: Path) -> None:
+    from ..evaluate import load_probe
+
+    probe = load_probe(path)
+    print(f"{path}: linear probe, {len(probe.classes)} classes, {probe.weight.shape[1]} features")
+    print(f"  classes: {', '.join(probe.classes)}")
+    print(f"  fit: {json.dumps(probe.info)}")
+
+
+def _print_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    from ..checkpoints import checkpoint_info
+
     info = checkpoint_info(path)
     meta, cfg = info["metadata"], info["config"]
     print(f"{path}: {info['model_class']}, {info['num_parameters']:,} parameters in {info['num_tensors']} "
@@ -68,8 +81,15 @@ def cmd_checkpoint_inspect(args: argparse.Namespace) -> int:
             print(f"  {key}: {meta[key]}")
     print("  config: " + json.dumps(cfg.to_dict()))
     print("  keys:")
-    print("\n".join(_key_summary(keys)))
-    return 0
+    print("\n".join(_key_summary(list(shapes.items()))))
+
+
+def _print_damaged(path: Path, damaged: dict[str, tuple[int, int]], num_tensors: int) -> None:
+    """The tensors holding NaN or infinite values; loading such a file is refused (require_finite)."""
+    print(f"{path}: DAMAGED: {len(damaged)} of {num_tensors} tensors hold NaN or infinite values (a diverged "
+          "run or a corrupt file); loading it is refused:")
+    for name, (bad, total) in damaged.items():
+        print(f"  {name}: {bad:,} of {total:,} values not finite")
 
 
 def cmd_checkpoint_convert(args: argparse.Namespace) -> int:

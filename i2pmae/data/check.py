@@ -8,8 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DatasetError
-from .layouts import SPLITS, _has_split_dirs, detect_layout, open_dataset, scanobjectnn_variant
+from .datasets import DatasetError, PointCloudDataset
+from .layouts import (
+    CLASSES_FILE,
+    SPLITS,
+    _has_split_dirs,
+    detect_layout,
+    open_dataset,
+    scanobjectnn_variant,
+)
 from .limits import MAX_GIB
 
 LAYOUT_TITLES = {
@@ -102,6 +109,9 @@ PATH_HINTS = {
     "modelnet10": "modelnet10",
 }  # fmt: skip
 CHECK_SAMPLES = 3  # items read per split by check_dataset (first, middle, last)
+# Without class names the class count is the largest label + 1, so one stray label (99 among 0..4) makes
+# up classes; fewer present than this share of 0..max is a problem.
+MIN_PRESENT_SHARE = 0.5
 
 
 def download_instructions(*datasets: str) -> str:
@@ -153,18 +163,35 @@ def _guess_datasets(path: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for word, name in PATH_HINTS.items() if word in text))
 
 
-def _check_split_content(path: Path, split: str, is_file: bool, max_gib: float) -> str:
-    """Open one split, read a few items, and describe it; raises DatasetError on any problem."""
-    dataset = open_dataset(path, split=split, num_points=None, max_gib=max_gib)
+def _describe_split(dataset: PointCloudDataset, where: str) -> str:
+    """Read a few items of one opened split and describe it; raises DatasetError on any problem."""
     picks = sorted({0, len(dataset) // 2, len(dataset) - 1})[:CHECK_SAMPLES]
     sizes = sorted({len(dataset.points_at(i)) for i in picks})
     present = len(np.unique(dataset.labels))
-    where = "file" if is_file else split
     up = f", {dataset.up_axis} up" if dataset.up_axis else ""
     return (
         f"{where}: {len(dataset)} shapes, {present} of {len(dataset.classes)} classes present, "
         f"{'/'.join(map(str, sizes))} points per shape{up}"
     )
+
+
+def _label_problems(dataset: PointCloudDataset, where: str) -> list[str]:
+    """A problem when the classes are numbered from the labels and most of 0..max label hold no shapes.
+
+    Named classes need no such check: a label outside the names is already refused when opening.
+    """
+    num_classes = len(dataset.classes)
+    if dataset.classes != [str(i) for i in range(num_classes)]:
+        return []
+    labels, counts = np.unique(dataset.labels, return_counts=True)
+    if len(labels) >= MIN_PRESENT_SHARE * num_classes:
+        return []
+    return [
+        f"{where} labels: only {len(labels)} of the {num_classes} classes 0..{num_classes - 1} have shapes; "
+        f"without class names the class count is the largest label + 1, and label {labels[-1]} "
+        f"({counts[-1]} shape(s)) may be wrong; fix the labels or put the class names in a {CLASSES_FILE} "
+        "beside the file"
+    ]
 
 
 def check_dataset(path: str | os.PathLike, *, max_gib: float = MAX_GIB) -> DatasetReport:
@@ -173,7 +200,8 @@ def check_dataset(path: str | os.PathLike, *, max_gib: float = MAX_GIB) -> Datas
     Returns a :class:`DatasetReport`; ``str(report)`` is the text ``i2pmae data check`` prints,
     with the exact manual download steps and expected paths when something is missing or unknown.
     A split whose arrays would take more than ``max_gib`` GiB once read is a problem, found before
-    reading it (see :func:`~i2pmae.data.open_dataset`).
+    reading it (see :func:`~i2pmae.data.open_dataset`). So are labels without class names that leave
+    most of the classes 0..max label empty (:data:`MIN_PRESENT_SHARE`).
     """
     path = Path(path)
     report = DatasetReport(str(path))
@@ -186,11 +214,17 @@ def check_dataset(path: str | os.PathLike, *, max_gib: float = MAX_GIB) -> Datas
     splits = SPLITS
     if path.is_file() or (report.layout == "class-folders" and not _has_split_dirs(path)):
         splits = ("train",)  # the split argument is ignored there: one data set
+    label_problems: list[str] = []
     for split in splits:
+        where = "file" if len(splits) == 1 else split
         try:
-            report.facts.append(_check_split_content(path, split, len(splits) == 1, max_gib))
+            dataset = open_dataset(path, split=split, num_points=None, max_gib=max_gib)
+            report.facts.append(_describe_split(dataset, where))
         except DatasetError as err:
             report.problems.append(str(err))
-    if report.problems:
+            continue
+        label_problems += _label_problems(dataset, where)
+    if report.problems:  # download steps help with missing or unreadable files, not with wrong labels
         report.instructions = download_instructions(*LAYOUT_DATASETS[report.layout])
+    report.problems += label_problems
     return report

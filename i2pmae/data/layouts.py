@@ -208,7 +208,9 @@ def _numbered_classes(labels: np.ndarray, source: str) -> list[str]:
     """Class names "0" .. "max label" for labels of an unknown source (already checked to be integers)."""
     if labels.size == 0:
         raise DatasetError(f"{source}: the data set holds no shapes")
-    top = int(labels.max())
+    bottom, top = int(labels.min()), int(labels.max())
+    if bottom < 0:  # else the names would start at "0" and the error speak of made-up class names
+        raise DatasetError(f"{source}: label {bottom} is negative; labels number the classes from 0")
     if top >= MAX_NUMBERED_CLASSES:
         raise DatasetError(
             f"{source}: label {top} would make {top + 1} unnamed classes (at most {MAX_NUMBERED_CLASSES}); "
