@@ -12,14 +12,17 @@ learning rate) and is pre-trained once per seed (``train.seed``: init, data orde
     i2p-guided-tau0.001 I2P-MAE               guided, tau = 0.001 yes
 
 Each (row, seed) is scored by the linear SVM on the test split (C by CV on train) and 5-way 10-shot few-shot
-on test. ``results.json`` and the printed table give per row the mean, the sample std and the 95 % Student-t
-interval over seeds, and per guided row the paired difference to ``i2p-random`` seed by seed (same seeds,
-so the init and data order cancel). Pre-training runs resume after a kill and finished ones are skipped,
-so the script can be rerun at will, also in a later session (keep ``--out`` and ``--cache``):
+on test. The results are the record ``docs/ablation.json`` (committed; never edited by hand): per row its
+settings and per-seed scores (with the commit and command of each), the mean, sample std and 95 % Student-t
+interval over seeds, and per guided row the paired difference to ``i2p-random`` seed by seed (same seeds, so
+the init and data order cancel) with its interval and sign count. The record is rewritten after every
+scored run, so a stopped session keeps what it finished; (row, seed) pairs already in it are not run again
+(also in a later session, on a new machine), and unfinished pre-training resumes from ``--out``:
 
     .venv/bin/python scripts/ablation.py --epochs 10 --seeds 0 1 2
     .venv/bin/python scripts/ablation.py --epochs 10 --seeds 0 1 2 --nproc 2   # each run on both cores
     .venv/bin/python scripts/ablation.py --rows m2ae-random i2p-random --seeds 0   # part of it
+    .venv/bin/python scripts/ablation.py --readme   # README's table from the record, nothing run
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -35,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from i2pmae.checkpoints import atomic_write  # noqa: E402
 from i2pmae.config import load_run_config  # noqa: E402
 from i2pmae.evaluate import mean_interval, paired_difference  # noqa: E402
 
@@ -47,8 +52,20 @@ ROWS = {  # row -> model overrides (None: no pre-training)
     "i2p-guided-tau0.01": ["model.masking=guided", "model.temperature=0.01", "model.target_2d=true"],
     "i2p-guided-tau0.001": ["model.masking=guided", "model.temperature=0.001", "model.target_2d=true"],
 }
+LABELS = {
+    "random-init": "random init (same network, no pre-training)",
+    "m2ae-random": "Point-M2AE-style (random mask, 3D target only)",
+    "i2p-random": "I2P-MAE, random mask, 3D + 2D targets",
+    "i2p-guided-tau1": "I2P-MAE, 2D-guided mask, τ = 1",
+    "i2p-guided-tau0.01": "I2P-MAE, 2D-guided mask, τ = 0.01",
+    "i2p-guided-tau0.001": "I2P-MAE, 2D-guided mask, τ = 0.001",
+}
 BASELINE = "i2p-random"  # the paired differences: guided - random, both with the 2D target
 METRICS = ("svm_accuracy", "fewshot_5way_10shot")
+METRIC_NAMES = {"svm_accuracy": "linear SVM on ModelNet10 test (C by 5-fold CV on train)",
+                "fewshot_5way_10shot": "5-way 10-shot on ModelNet10 test, mean of 10 folds"}
+RECORD = REPO / "docs" / "ablation.json"
+README_BEGIN, README_END = "<!-- ablation table: begin -->", "<!-- ablation table: end -->"
 
 
 def run(command: list[str]) -> None:
@@ -110,32 +127,111 @@ def scores(args: argparse.Namespace, model: Path) -> dict[str, float]:
     return result
 
 
-def summarise(per_seed: dict[str, dict[int, dict[str, float]]], seeds: list[int]) -> dict:
-    """Per row and metric: :func:`mean_interval` over seeds; per guided row: the paired difference."""
-    summary = {}
-    for row, results in per_seed.items():
-        summary[row] = {m: mean_interval([results[s][m] for s in seeds]) for m in METRICS}
-        if row.startswith("i2p-guided") and BASELINE in per_seed:
-            baseline = per_seed[BASELINE]
-            summary[row]["minus_random"] = {
-                m: paired_difference([results[s][m] for s in seeds], [baseline[s][m] for s in seeds])
-                for m in METRICS}
-    return summary
+# ------------------------------------------------------------------------------------------- the record
+def load_record(path: Path) -> dict:
+    """The record's per-seed results {row: {seed: result}}; empty when there is none yet."""
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    return {row["name"]: {int(seed): result for seed, result in row["per_seed"].items()} for row in rows}
 
 
-def table(summary: dict) -> str:
-    """The README table: mean +- std [95 % interval] in percent, and the paired difference."""
-    def cell(stat: dict) -> str:
-        return (f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f} "
-                f"[{100 * stat['low']:.2f}, {100 * stat['high']:.2f}]")
+def build_record(results: dict[str, dict[int, dict]], epochs: int, nproc: int) -> dict:
+    """docs/ablation.json: rows with settings and per-seed scores, intervals over the seeds every row has,
+    paired guided − random differences with intervals and sign counts."""
+    rows = [row for row in ROWS if results.get(row)]
+    shared = sorted(set.intersection(*(set(results[row]) for row in rows))) if rows else []
+    record = {
+        "what": "Seeded ablation of I2P-MAE pre-training on ModelNet10 (scripts/ablation.py); every row has "
+                "the same budget and is pre-trained once per seed (init, data order, masks, augmentation).",
+        "protocol": {"config": str(CONFIG.relative_to(REPO)), "epochs": epochs, "processes": nproc,
+                     "data": "ModelNet10 train (pre-training, SVM fit) and test (scores)",
+                     "metrics": METRIC_NAMES, "interval": "95 % Student-t over seeds", "baseline": BASELINE},
+        "seeds": shared,
+        "rows": [],
+        "differences": [],
+    }
+    for row in rows:
+        entry = {"name": row, "label": LABELS[row], "overrides": ROWS[row] or ["no pre-training"],
+                 "per_seed": {str(seed): results[row][seed] for seed in sorted(results[row])}}
+        if len(shared) >= 2:
+            entry["summary"] = {m: mean_interval([results[row][s][m] for s in shared]) for m in METRICS}
+        record["rows"].append(entry)
+    if len(shared) >= 2 and BASELINE in rows:
+        for row in (r for r in rows if r.startswith("i2p-guided")):
+            diff = {"name": f"{row} − {BASELINE}", "row": row, "minus": BASELINE}
+            for m in METRICS:
+                stat = paired_difference([results[row][s][m] for s in shared],
+                                         [results[BASELINE][s][m] for s in shared])
+                stat["positive"] = sum(v > 0 for v in stat["values"])
+                stat["seeds_for_95"] = seeds_needed(stat)
+                diff[m] = stat
+            record["differences"].append(diff)
+    return record
 
-    lines = ["| row | linear SVM (%) | 5-way 10-shot (%) | SVM: guided − random, paired (points) |",
-             "|---|---|---|---|"]
-    for row, stats in summary.items():
-        diff = stats.get("minus_random", {}).get("svm_accuracy")
-        lines.append(f"| {row} | {cell(stats['svm_accuracy'])} | {cell(stats['fewshot_5way_10shot'])} | "
-                     f"{cell(diff) if diff else ''} |")
+
+def seeds_needed(stat: dict, level: float = 0.95) -> int | None:
+    """Seeds at which the observed mean difference would clear zero at ``level`` if its spread held (the
+    smallest n with t_{n-1} * std / sqrt(n) < |mean|); None when the mean is zero or n would pass 1000."""
+    from scipy import stats
+
+    mean, std = abs(stat["mean"]), stat["std"]
+    if mean == 0:
+        return None
+    for n in range(2, 1001):
+        if stats.t.ppf((1 + level) / 2, n - 1) * std / n**0.5 < mean:
+            return n
+    return None
+
+
+def save_record(path: Path, record: dict) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n"))
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def spread(stat: dict | None) -> str:
+    """mean ± std [interval] in percent."""
+    if stat is None:
+        return "–"
+    low, high = 100 * stat["low"], 100 * stat["high"]
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def difference(stat: dict) -> str:
+    """+mean [interval] in points."""
+    return f"{100 * stat['mean']:+.2f} [{100 * stat['low']:+.2f}, {100 * stat['high']:+.2f}]"
+
+
+def readme_table(record: dict) -> str:
+    """The README's ablation tables, generated from the record."""
+    seeds = ", ".join(map(str, record["seeds"]))
+    lines = [f"Mean ± sample std [95 % Student-t interval] over n = {len(record['seeds'])} seeds ({seeds}):",
+             "", "| row | linear SVM (%) | 5-way 10-shot (%) |", "|---|---|---|"]
+    for row in record["rows"]:
+        summary = row.get("summary", {})
+        lines.append(f"| {row['label']} | {spread(summary.get('svm_accuracy'))} | "
+                     f"{spread(summary.get('fewshot_5way_10shot'))} |")
+    lines += ["", "Paired by seed, in points (mean [95 % interval]; seeds where guided is ahead):", "",
+              "| difference | linear SVM | ahead | 5-way 10-shot | ahead |", "|---|---|---|---|---|"]
+    for diff in record["differences"]:
+        svm, shot = diff["svm_accuracy"], diff["fewshot_5way_10shot"]
+        lines.append(f"| {LABELS[diff['row']].split(', ', 1)[1]} − random mask | {difference(svm)} | "
+                     f"{svm['positive']}/{svm['n']} | {difference(shot)} | {shot['positive']}/{shot['n']} |")
     return "\n".join(lines)
+
+
+def write_readme(record: dict, readme: Path = REPO / "README.md") -> None:
+    """Replace the text between the README's ablation markers with :func:`readme_table`."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"README.md has no {README_BEGIN} ... {README_END} markers")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_BEGIN}\n{readme_table(record)}\n{README_END}{tail}")
 
 
 def main() -> None:
@@ -146,26 +242,35 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "modelnet10")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "ablation")
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "teacher_cache")
+    parser.add_argument("--record", type=Path, default=RECORD, help="the results file (read, then rewritten)")
+    parser.add_argument("--readme", action="store_true", help="only rewrite README's table from the record")
     parser.add_argument("--i2pmae", default=str(REPO / ".venv" / "bin" / "i2pmae"))
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--nproc", type=int, default=1,
                         help="pre-train each run on this many gloo processes (torchrun), the batch split")
     parser.add_argument("--torchrun", default=str(REPO / ".venv" / "bin" / "torchrun"))
     args = parser.parse_args()
+    if args.readme:
+        write_readme(json.loads(args.record.read_text()))
+        return
     if len(args.seeds) < 2:
         parser.error("give at least 2 seeds: the intervals need them")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    per_seed: dict[str, dict[int, dict[str, float]]] = {row: {} for row in args.rows}
+    results = load_record(args.record)
+    command = shlex.join(["scripts/ablation.py", *sys.argv[1:]])
     for seed in args.seeds:  # seed by seed: a run stopped half-way leaves whole paired comparisons
         for row in args.rows:
-            per_seed[row][seed] = scores(args, checkpoint_for(args, row, seed))
-    summary = summarise(per_seed, args.seeds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    record = {"epochs": args.epochs, "seeds": args.seeds, "config": str(CONFIG.relative_to(REPO)),
-              "per_seed": per_seed, "summary": summary}
-    (args.out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(table(summary))
+            if seed in results.get(row, {}):
+                continue
+            started = time.time()
+            result = scores(args, checkpoint_for(args, row, seed))
+            results.setdefault(row, {})[seed] = {**result, "commit": git_commit(), "command": command,
+                                                 "seconds": round(time.time() - started)}
+            save_record(args.record, build_record(results, args.epochs, args.nproc))
+    record = build_record(results, args.epochs, args.nproc)
+    save_record(args.record, record)
+    print(readme_table(record))
 
 
 if __name__ == "__main__":

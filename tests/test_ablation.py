@@ -16,23 +16,61 @@ def ablation():
     return module
 
 
-def test_summary_has_intervals_and_paired_differences(ablation):
-    per_seed = {
-        "i2p-random": {0: {"svm_accuracy": 0.93, "fewshot_5way_10shot": 0.90},
-                       1: {"svm_accuracy": 0.92, "fewshot_5way_10shot": 0.91},
-                       2: {"svm_accuracy": 0.94, "fewshot_5way_10shot": 0.89}},
-        "i2p-guided-tau1": {0: {"svm_accuracy": 0.94, "fewshot_5way_10shot": 0.92},
-                            1: {"svm_accuracy": 0.93, "fewshot_5way_10shot": 0.93},
-                            2: {"svm_accuracy": 0.95, "fewshot_5way_10shot": 0.90}},
-    }
-    summary = ablation.summarise(per_seed, [0, 1, 2])
-    svm = summary["i2p-guided-tau1"]["svm_accuracy"]
+def result(svm: float, fewshot: float) -> dict:
+    return {"svm_accuracy": svm, "fewshot_5way_10shot": fewshot, "commit": "abc1234", "command": "x"}
+
+
+RESULTS = {
+    "i2p-random": {0: result(0.93, 0.90), 1: result(0.92, 0.91), 2: result(0.94, 0.89)},
+    "i2p-guided-tau1": {0: result(0.94, 0.92), 1: result(0.93, 0.93), 2: result(0.95, 0.90),
+                        3: result(0.90, 0.90)},
+}
+
+
+def test_record_has_intervals_and_paired_differences(ablation):
+    record = ablation.build_record(RESULTS, epochs=10, nproc=2)
+    assert record["seeds"] == [0, 1, 2]  # seed 3 has no random-mask run to pair with
+    guided = next(row for row in record["rows"] if row["name"] == "i2p-guided-tau1")
+    assert set(guided["per_seed"]) == {"0", "1", "2", "3"}
+    svm = guided["summary"]["svm_accuracy"]
     assert svm["mean"] == pytest.approx(0.94) and svm["n"] == 3 and svm["low"] < 0.94 < svm["high"]
-    diff = summary["i2p-guided-tau1"]["minus_random"]["svm_accuracy"]
-    assert diff["values"] == pytest.approx([0.01, 0.01, 0.01]) and diff["std"] == pytest.approx(0, abs=1e-12)
-    assert "minus_random" not in summary["i2p-random"]
-    text = ablation.table(summary)
-    assert "| i2p-guided-tau1 | 94.00 ± 1.00 [" in text and text.count("\n") == 3
+    (diff,) = record["differences"]
+    assert diff["row"] == "i2p-guided-tau1" and diff["minus"] == "i2p-random"
+    assert diff["svm_accuracy"]["values"] == pytest.approx([0.01, 0.01, 0.01])
+    assert diff["svm_accuracy"]["positive"] == 3 and diff["svm_accuracy"]["seeds_for_95"] == 2  # no spread
+    assert diff["fewshot_5way_10shot"]["positive"] == 3
+    text = ablation.readme_table(record)
+    assert "| I2P-MAE, 2D-guided mask, τ = 1 | 94.00 ± 1.00 [" in text
+    assert "| 2D-guided mask, τ = 1 − random mask | +1.00 [+1.00, +1.00] | 3/3 |" in text
+
+
+def test_seeds_needed_against_the_t_interval(ablation):
+    from i2pmae.evaluate import mean_interval
+
+    stat = mean_interval([0.01, 0.0, 0.02, -0.005])  # mean 0.00625, interval spans 0
+    n = ablation.seeds_needed(stat)
+    half = lambda k: stats_t(k - 1) * stat["std"] / k**0.5  # noqa: E731
+    assert half(n) < stat["mean"] <= half(n - 1)
+    assert ablation.seeds_needed({**stat, "mean": 0.0}) is None
+
+
+def stats_t(dof: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, dof))
+
+
+def test_record_round_trip_and_readme(ablation, tmp_path):
+    record = ablation.build_record(RESULTS, epochs=10, nproc=2)
+    path = tmp_path / "ablation.json"
+    ablation.save_record(path, record)
+    assert ablation.load_record(path) == RESULTS  # what a later session resumes from
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{ablation.README_BEGIN}\nold\n{ablation.README_END}\nafter\n")
+    ablation.write_readme(record, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
+    assert ablation.readme_table(record) in text
 
 
 def test_every_row_is_a_valid_run_configuration(ablation):
