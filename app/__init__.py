@@ -4,5 +4,6 @@
 They use ``shapes`` (reading and analysing an upload once, in bounded caches from ``cache``),
 ``reconstruction`` and ``evaluation`` (classification and few-shot on the checkpoint's features),
 ``figures`` (every plotly figure), ``resources`` (the lazily loaded teacher and checkpoint),
-``support_set`` (the bundled few-shot shapes), ``paths`` and ``texts`` (the words on the page).
+``support_set`` (the bundled few-shot shapes), ``evidence`` (the seeded ablation of docs/ablation.json),
+``paths`` and ``texts`` (the words on the page).
 """

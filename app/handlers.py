@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from i2pmae.explore import EXPLORER_CONFIG, draw_mask_pair, mask_stats, paper_model
 from i2pmae.io import ShapeError
 
-from . import evaluation, figures, guidance, reconstruction
+from . import evaluation, evidence, figures, guidance, reconstruction
 from .cache import LRUCache
 from .paths import ASSETS_DIR, MANIFEST_PATH
 from .resources import DEFAULT_TEACHER, InvalidInput, Unavailable, get_model, get_teacher
@@ -386,6 +386,19 @@ def few_shot_markdown(result: evaluation.FewShotResult, shots: int) -> str:
         lines.append(f"Protocol ({p['folds']} episodes, {p['queries']} queries per class, linear SVM): "
                      f"**{100 * p['mean']:.1f} ± {100 * p['std']:.1f} %**.")
     return "\n\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- evidence
+def evidence_panel() -> evidence.EvidencePanel:
+    """The Evidence panel on page load: figure, sentences and table of the ablation record, read afresh (the
+    ablation rewrites it as runs finish), or a note saying why there is none."""
+    return evidence.panel(evidence.load())
+
+
+def evidence_record() -> dict:
+    """The ``/evidence`` endpoint: the ablation record with "sentences" {"shown", "suggested"} (and a
+    "note" when intervals or differences are missing), or only {"note": ...} when there is no record."""
+    return evidence.answer(evidence.load())
 
 
 def warm_up() -> None:

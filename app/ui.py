@@ -31,6 +31,7 @@ GALLERY_COLUMNS = 4
 GALLERY_HEIGHT = 370  # px: three rows of thumbnails, the 12 bundled shapes
 PLOT_SCALE, NOTE_SCALE = 3, 1
 TITLE = "I2P-MAE Explorer"
+EVIDENCE_TITLE = "Evidence: does 2D-guided masking help here?"
 DELETE_CACHE = (3600, 86400)  # (every s, older than s): Gradio deletes its cached files of this app
 CSS = """
 .how-it-works {font-size: 0.92em; background: var(--block-background-fill); padding: 0 10px;}
@@ -143,6 +144,11 @@ def build_demo() -> gr.Blocks:
         with _panel(texts.SPREAD):
             boxes = gr.Plot(label="Chamfer-L2 over many mask draws", elem_id="chamfer-boxes")
             sweep = gr.Plot(label="saliency kept and Chamfer-L2 against τ", elem_id="tau-sweep")
+        with gr.Accordion(EVIDENCE_TITLE, open=True, elem_id="evidence"), _panel(texts.EVIDENCE):
+            evidence_plot = gr.Plot(label="accuracy per seed, and guided − random paired by seed",
+                                    elem_id="evidence-plot")
+            evidence_text = gr.Markdown(elem_id="evidence-text")
+            evidence_table = gr.Markdown(elem_id="evidence-table")
 
         gr.Markdown("## 6. Classification (ModelNet10)")
         with _panel(texts.CLASSIFY):
@@ -221,6 +227,10 @@ def build_demo() -> gr.Blocks:
         (classify_button.click(handlers.classify, [shape_file], label, api_name="classify")
          .success(handlers.novelty, [shape_file], novelty_json, api_name="novelty"))
         demo.load(handlers.warm_up, None, None, api_visibility="private", show_progress="hidden")
+        # Static data, read on every page load so that a page opened later shows the newer record.
+        demo.load(handlers.evidence_panel, None, [evidence_plot, evidence_text, evidence_table],
+                  api_visibility="private", show_progress="hidden")
+        gr.api(handlers.evidence_record, api_name="evidence")  # the record as JSON, not as panel outputs
         fs_button.click(handlers.few_shot, [fs_classes, fs_shots, fs_seed, fs_uploads, shape_file],
                         [fs_text, fs_label, fs_plot], api_name="few_shot")
     return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)

@@ -4,7 +4,12 @@ Test files import from here (``from helpers import ...``), never from one anothe
 """
 
 import contextlib
+import functools
+import importlib.util
+import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,3 +201,43 @@ def running_server(folder: Path) -> Iterator[str]:
             yield url
         finally:
             demo.close()
+
+
+_READ_IN_CHILD = """
+import json, resource, sys, time
+from i2pmae.io import ShapeError, read_shape
+
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+before, start = rss(), time.perf_counter()
+try:
+    shape = read_shape(sys.argv[1], max_gib=float(sys.argv[2]))
+    outcome = f"ok: {len(shape.points)} points, {0 if shape.faces is None else len(shape.faces)} faces"
+except ShapeError as err:
+    outcome = f"ShapeError: {err}"
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"outcome": outcome, "seconds": seconds, "growth": peak - before}))
+"""
+
+
+def read_in_child(path: Path, max_gib: float, timeout: float = 120) -> dict:
+    """``read_shape(path, max_gib=...)`` in a fresh interpreter: {"outcome": "ok: ..." or "ShapeError: ...",
+    "seconds", "growth": peak resident memory during the read minus the resident memory before it, bytes}.
+    Any other exception, or a crash, fails here with the child's output."""
+    done = subprocess.run([sys.executable, "-c", _READ_IN_CHILD, str(path), str(max_gib)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@functools.cache
+def ablation_script():
+    """``scripts/ablation.py`` as a module (it is a script, not part of the package)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,19 +1,12 @@
 """The seeded ablation's statistics (scripts/ablation.py): per-row intervals and paired differences."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ablation.py"
+from helpers import ablation_script
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return ablation_script()
 
 
 def result(svm: float, fewshot: float) -> dict:

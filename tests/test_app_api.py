@@ -1,6 +1,7 @@
 """The explorer's named endpoints through ``gradio_client``, against a server started on a free port."""
 
 import io
+import json
 import pickle
 import zipfile
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -9,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
-from helpers import running_server
+from helpers import ablation_script, running_server
 
+from app import evidence
 from app.shapes import MAX_UPLOAD_BYTES
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -109,3 +111,26 @@ def test_five_million_points_are_refused(client, tmp_path):
         client.predict(handle_file(str(huge)), api_name="/classify")
     assert not isinstance(info.value, FutureTimeout)
     assert client.predict(handle_file(str(SHAPE)), api_name="/classify")["label"]
+
+
+def _ablation_record() -> dict:
+    """A 3-seed record of the random mask and guided τ = 1, built by ``scripts/ablation.py`` itself."""
+    ablation = ablation_script()
+    scores = {row: {seed: {"svm_accuracy": 0.9 + gain * (seed + 1), "fewshot_5way_10shot": 0.8 + gain,
+                           "commit": "abc1234", "command": "x", "seconds": 1} for seed in range(3)}
+              for row, gain in (("i2p-random", 0.0), ("i2p-guided-tau1", 0.01))}
+    return ablation.build_record(scores, epochs=10, nproc=2)
+
+
+def test_evidence_endpoint_answers_the_record_or_a_note(client, monkeypatch, tmp_path):
+    record, path = _ablation_record(), tmp_path / "ablation.json"
+    path.write_text(json.dumps(record, ensure_ascii=False))
+    monkeypatch.setenv(evidence.EVIDENCE_ENV, str(path))  # read per request by the server in this process
+    answer = client.predict(api_name="/evidence")
+    assert answer == {**json.loads(json.dumps(record)), "sentences": evidence.sentences(record)}
+    assert "ahead on 3 of 3 seeds" in answer["sentences"]["shown"]
+    path.write_text('{"rows": [')
+    assert "is not valid JSON" in client.predict(api_name="/evidence")["note"]
+    monkeypatch.setenv(evidence.EVIDENCE_ENV, str(tmp_path / "missing.json"))
+    answer = client.predict(api_name="/evidence")
+    assert list(answer) == ["note"] and "does not exist" in answer["note"]

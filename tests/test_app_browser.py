@@ -1,10 +1,16 @@
 """The explorer in a real browser: headless Chromium driven by Playwright against a local server."""
 
+import functools
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers import running_server
+from helpers import ablation_script, running_server
+
+from app import evidence
+from app.ui import EVIDENCE_TITLE
 
 pytestmark = pytest.mark.browser
 
@@ -19,6 +25,24 @@ PLOTS = ("cloud", "depth", "saliency", "token-saliency", "masks", "reconstructio
          "rank-chart", "chamfer-boxes", "tau-sweep")
 MIN_PLOT_PX = 100
 SCREENSHOT_ENV = "I2PMAE_SCREENSHOTS"
+ABLATION_SEEDS = 10
+ABLATION_GAINS = {"random-init": -0.08, "i2p-random": 0.0, "i2p-guided-tau1": 0.002,
+                  "i2p-guided-tau0.01": 0.01}  # accuracy over the random mask's, plus seed noise
+
+
+@functools.cache
+def ablation_record() -> dict:
+    """A 10-seed record, built by ``scripts/ablation.py`` itself: τ = 0.01 clearly ahead of the random mask,
+    τ = 1 within the seed noise."""
+    ablation = ablation_script()
+    # (rows, seeds, metrics); every row also gets the random mask's noise: a seed is a shared start
+    noise = np.random.default_rng(0).normal(0, 0.004, (len(ABLATION_GAINS), ABLATION_SEEDS, 2))
+    scores = {row: {seed: {"svm_accuracy": 0.915 + gain + noise[r, seed, 0] + noise[1, seed, 0],
+                           "fewshot_5way_10shot": 0.89 + gain + noise[r, seed, 1] + noise[1, seed, 1],
+                           "commit": "abc1234", "command": "x", "seconds": 700}
+                    for seed in range(ABLATION_SEEDS)}
+              for r, (row, gain) in enumerate(ABLATION_GAINS.items())}
+    return ablation.build_record(scores, epochs=10, nproc=2)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +52,11 @@ def url(tmp_path_factory):
         if os.environ.get("CI"):  # CI must run the browser tests, never skip them
             pytest.fail(message)
         pytest.skip(message)
-    with running_server(tmp_path_factory.mktemp("browser")) as address:
+    folder = tmp_path_factory.mktemp("browser")
+    record = folder / "ablation.json"
+    record.write_text(json.dumps(ablation_record(), ensure_ascii=False))
+    with pytest.MonkeyPatch.context() as mp, running_server(folder) as address:
+        mp.setenv(evidence.EVIDENCE_ENV, str(record))  # the server runs in this process: read per page load
         yield address
 
 
@@ -66,12 +94,16 @@ def _open_example(page) -> None:
     page.locator("#mask-stats table").wait_for()
 
 
-def _screenshot(page, name: str) -> None:
-    """Keep a full-page screenshot when ``I2PMAE_SCREENSHOTS`` names a folder (for people, not asserts)."""
+def _screenshot(page, name: str, element=None) -> None:
+    """Keep a full-page screenshot (or one of ``element``) when ``I2PMAE_SCREENSHOTS`` names a folder (for
+    people, not asserts)."""
     folder = os.environ.get(SCREENSHOT_ENV)
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / name), full_page=True)
+        if element is None:
+            page.screenshot(path=str(Path(folder) / name), full_page=True)
+        else:
+            element.screenshot(path=str(Path(folder) / name))
 
 
 def test_gallery_example_renders_every_panel(page):
@@ -122,3 +154,22 @@ def test_bad_upload_shows_a_readable_error_and_the_page_keeps_working(page, tmp_
     assert "Traceback" not in message and "Exception" not in message
     _screenshot(page, "error.png")
     _open_example(page)  # the same page still analyses a good shape afterwards
+
+
+def test_evidence_panel_shows_the_ablation_record(page):
+    record, panel = ablation_record(), page.locator("#evidence")
+    panel.get_by_text(EVIDENCE_TITLE).wait_for()  # rendered on page load, no shape needed
+    text = page.locator("#evidence-text")
+    text.locator("strong", has_text="What is only suggested").wait_for()
+    said = evidence.sentences(record)
+    assert said["shown"] in text.inner_text() and said["suggested"] in text.inner_text()
+    assert "τ = 0.01" in said["shown"] and "τ = 1 " in said["suggested"]  # what the record was built to say
+    rows = page.locator("#evidence-table table").first.locator("tbody tr")
+    assert rows.count() == len(record["rows"])
+    _wait_for_plot(page, "evidence-plot")
+    plot = page.locator("#evidence-plot .js-plotly-plot").first
+    assert plot.bounding_box()["height"] > MIN_PLOT_PX
+    seeds = len(record["seeds"]) * (len(record["rows"]) + len(record["differences"]))
+    means = len(record["rows"]) + len(record["differences"])
+    assert plot.locator(".scatterlayer path.point").count() == 2 * (seeds + means)  # both metrics
+    _screenshot(page, "evidence.png", panel)

@@ -417,3 +417,20 @@ def test_without_a_shipped_novelty_model_one_is_fitted_on_the_support_shapes(tin
     assert again == verdict and "novelty score" in text
     with pytest.raises(gr.Error, match="no shape yet"):
         handlers.novelty(None)
+
+
+# ------------------------------------------------------------------------------------------------ evidence
+def test_evidence_handlers_read_the_record_named_by_the_environment(monkeypatch, tmp_path):
+    from app.evidence import EVIDENCE_ENV
+
+    monkeypatch.setenv(EVIDENCE_ENV, str(tmp_path / "ablation.json"))
+    assert "does not exist" in handlers.evidence_record()["note"]
+    figure, text, table = handlers.evidence_panel()
+    assert "does not exist" in text and table == "" and figure.layout.annotations[0].text
+    run = {"svm_accuracy": 0.9, "fewshot_5way_10shot": 0.8, "commit": "abc1234", "command": "x", "seconds": 1}
+    record = {"seeds": [0], "differences": [],
+              "rows": [{"name": "i2p-random", "label": "I2P-MAE, random mask", "per_seed": {"0": run}}]}
+    (tmp_path / "ablation.json").write_text(json.dumps(record))  # read afresh: no restart needed
+    answer = handlers.evidence_record()
+    assert answer["rows"] == record["rows"] and "only seed 0" in answer["note"]
+    assert "| I2P-MAE, random mask | 90.00 | 80.00 |" in handlers.evidence_panel().table
