@@ -557,6 +557,57 @@ def test_check_dataset_ok_folder(tmp_path):
     assert str(report).endswith("OK")
 
 
+MODELNET40_CLASSES = (
+    "airplane bathtub bed bench bookshelf bottle bowl car chair cone cup curtain desk door dresser "
+    "flower_pot glass_box guitar keyboard lamp laptop mantel monitor night_stand person piano plant radio "
+    "range_hood sink sofa stairs stool table tent toilet tv_stand vase wardrobe xbox"
+).split()  # the 40 official names, alphabetical: classes.txt of shared/data/modelnet40/build.py
+
+
+def _modelnet40_build(root: Path, per_class: dict[str, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The layout build.py writes: {train,test}.npz (points float32 (N, 1024, 3) centred and scaled to the
+    unit sphere, labels int64, names str '<class>_<nnnn>', sorted by class then name) and classes.txt."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(MODELNET40_CLASSES) + "\n")
+    written = {}
+    for seed, (split, count) in enumerate(per_class.items()):
+        labels = np.repeat(np.arange(len(MODELNET40_CLASSES)), count).astype(np.int64)
+        names = np.array([f"{MODELNET40_CLASSES[k]}_{i % count + 1:04d}" for i, k in enumerate(labels)])
+        points = _normalised(_clouds(len(labels), 1024, seed=seed)).astype(np.float32)
+        np.savez_compressed(root / f"{split}.npz", points=points, labels=labels, names=names)
+        written[split] = (points, labels)
+    return written
+
+
+def test_modelnet40_build_layout_is_read_as_it_is(tmp_path):
+    root = tmp_path / "modelnet40"
+    written = _modelnet40_build(root, {"train": 2, "test": 1})
+    report = check_dataset(root)
+    assert report.ok and report.layout == "npz-folder" and report.problems == []
+    assert report.facts == [
+        "train: 80 shapes, 40 of 40 classes present, 1024 points per shape",
+        "test: 40 shapes, 40 of 40 classes present, 1024 points per shape",
+    ]
+    assert "ModelNet40 build" in str(report).splitlines()[0]  # not called "the ModelNet10 layout"
+    for split, (points, labels) in written.items():
+        for source in (root, root / f"{split}.npz"):  # the folder with --split, or the file itself
+            dataset = open_dataset(source, split=split)  # default num_points 1024: every point, in order
+            assert dataset.classes == MODELNET40_CLASSES and len(dataset.classes) == 40
+            np.testing.assert_array_equal(dataset.labels, labels)
+            per_class = len(labels) // 40
+            assert dataset.names[-1] == f"xbox_{per_class:04d}"  # str, not bytes or objects
+            assert dataset.names[23 * per_class] == "night_stand_0001"  # underscores in class names
+            assert all(isinstance(n, str) for n in dataset.names)
+            item = dataset[len(dataset) - 1]
+            assert item["label"] == 39 and item["points"].shape == (1024, 3)
+            # already unit-sphere: the normalisation leaves the stored points as they are
+            np.testing.assert_allclose(item["points"].numpy(), points[-1], atol=1e-6)
+        assert check_dataset(root / f"{split}.npz").ok
+    test_set = open_dataset(root, split="test", num_points=512)  # fewer points: the first 512, re-centred
+    expected = _normalised(written["test"][0][0, :512])
+    np.testing.assert_allclose(test_set[0]["points"].numpy(), expected, atol=1e-5)
+
+
 def test_check_dataset_missing_files_gives_instructions(tmp_path):
     root, _ = _modelnet40_h5_tree(tmp_path / "modelnet40_ply_hdf5_2048")
     (root / "ply_data_test0.h5").unlink()

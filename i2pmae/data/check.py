@@ -20,8 +20,9 @@ from .layouts import (
 from .limits import MAX_GIB
 
 LAYOUT_TITLES = {
-    "npz": "one .npz file (points, labels, classes)",
-    "npz-folder": "a folder of train.npz / test.npz (the ModelNet10 layout of shared/data/modelnet10)",
+    "npz": "one .npz file (points, labels, and classes or a classes.txt beside it)",
+    "npz-folder": "a folder of train.npz / test.npz (this project's format: shared/data/modelnet10, the "
+    "ModelNet40 build of shared/data/modelnet40/build.py)",
     "h5": "one HDF5 file with data / label",
     "scanobjectnn": "one ScanObjectNN HDF5 file",
     "scanobjectnn-folder": "a ScanObjectNN folder with one training_*.h5 / test_*.h5 pair",
