@@ -203,34 +203,22 @@ def running_server(folder: Path) -> Iterator[str]:
             demo.close()
 
 
-_READ_IN_CHILD = """
-import json, resource, sys, time
-from i2pmae.io import ShapeError, read_shape
-
-def rss():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-
-before, start = rss(), time.perf_counter()
-try:
-    shape = read_shape(sys.argv[1], max_gib=float(sys.argv[2]))
-    outcome = f"ok: {len(shape.points)} points, {0 if shape.faces is None else len(shape.faces)} faces"
-except ShapeError as err:
-    outcome = f"ShapeError: {err}"
-seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"outcome": outcome, "seconds": seconds, "growth": peak - before}))
-"""
+READ_CHILD = Path(__file__).resolve().parent / "read_child.py"
 
 
-def read_in_child(path: Path, max_gib: float, timeout: float = 120) -> dict:
-    """``read_shape(path, max_gib=...)`` in a fresh interpreter: {"outcome": "ok: ..." or "ShapeError: ...",
-    "seconds", "growth": peak resident memory during the read minus the resident memory before it, bytes}.
-    Any other exception, or a crash, fails here with the child's output."""
-    done = subprocess.run([sys.executable, "-c", _READ_IN_CHILD, str(path), str(max_gib)],
+def reads_in_child(paths, max_gib: float, cap_gib: float = 8.0, timeout: float = 600) -> list[dict]:
+    """``read_shape(path, max_gib=...)`` of each path, in one fresh interpreter capped at ``cap_gib`` of
+    address space (tests/read_child.py): per path {"path", "outcome": "read: ..." or "ShapeError: ...",
+    "seconds", "growth": the peak resident memory during the read minus the resident memory before it}."""
+    done = subprocess.run([sys.executable, str(READ_CHILD), str(max_gib), str(cap_gib), *map(str, paths)],
                           capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def read_in_child(path, max_gib: float, timeout: float = 120) -> dict:
+    """:func:`reads_in_child` of one file."""
+    return reads_in_child([path], max_gib, timeout=timeout)[0]
 
 
 @functools.cache

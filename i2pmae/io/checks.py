@@ -17,6 +17,7 @@ import numpy as np
 
 MAX_FILE_BYTES = 256 * 2**20  # a file, and anything decompressed from it, larger than this is refused
 MAX_POINTS = 5_000_000  # points of a cloud or vertices of a mesh
+MAX_FACES = 10_000_000  # faces of a mesh (rows read one by one in the worst case: ~1 s per million)
 MIN_DISTINCT_POINTS = 16  # a cloud needs at least this many distinct finite points to be tokenised
 # Memory one read may allocate (file bytes, decompressed bytes, parsed arrays, triangles), in GiB: the
 # default of ``--max-gib``, the same knob and default as a data set's limit (i2pmae.data.limits).
@@ -26,6 +27,7 @@ GIB = 2**30
 _MIB = 2**20
 _DISTINCT_PROBE = 4096  # points checked for distinctness before falling back to the whole cloud
 _AREA_PROBE = 4096  # faces checked for a positive area before falling back to the whole mesh
+_FACE_CHUNK = 1 << 18  # faces whose corners are gathered at once: ~20 MB of working arrays, whatever F
 _MAX_EXACT_INT = 2**53  # float64 integers beyond this are not exact
 _SAFE_RANGE = (2.0**-60, 2.0**60)  # largest |coordinate| whose squares float32 holds as normal numbers
 
@@ -40,7 +42,8 @@ class Shape:
 
     Attributes:
         points: (N, 3) float64, the cloud's points or the mesh's vertices; all finite.
-        faces: (F, 3) int64 triangles indexing ``points`` (polygons fan-triangulated), or None for a cloud.
+        faces: (F, 3) int64 triangles indexing ``points`` (polygons split by :mod:`~i2pmae.io.polygons`),
+            or None for a cloud.
         notes: short sentences about what the loader did that the user should know (points dropped, a
             header row skipped, columns ignored, ...); empty for a file read exactly as written.
     """
@@ -63,6 +66,9 @@ class Parsed(NamedTuple):
 
 
 def format_size(num_bytes: int) -> str:
+    """1,234 bytes, 12.3 MiB or 4.6 GiB (a file that implies terabytes reads as 7,311.5 GiB)."""
+    if num_bytes >= GIB:
+        return f"{num_bytes / GIB:,.1f} GiB"
     return f"{num_bytes / _MIB:.1f} MiB" if num_bytes >= _MIB else f"{num_bytes:,} bytes"
 
 
@@ -125,9 +131,11 @@ def claim(num_bytes: int, what: str) -> None:
     (budget if budget is not None else ReadBudget()).claim(num_bytes, what)
 
 
-def check_count(count: int, noun: str) -> None:
-    if count > MAX_POINTS:
-        raise ShapeError(f"{count:,} {noun}, over the limit of {MAX_POINTS:,} (MAX_POINTS)")
+def check_count(count: int, noun: str, *, faces: bool = False) -> None:
+    """Refuse more than :data:`MAX_POINTS` points or vertices (:data:`MAX_FACES` faces with ``faces``)."""
+    limit, name = (MAX_FACES, "MAX_FACES") if faces else (MAX_POINTS, "MAX_POINTS")
+    if count > limit:
+        raise ShapeError(f"{count:,} {noun}, over the limit of {limit:,} ({name})")
 
 
 def to_unit_range(points: np.ndarray) -> np.ndarray:
@@ -145,8 +153,12 @@ def to_unit_range(points: np.ndarray) -> np.ndarray:
 
 def validated(parsed: Parsed, notes: Sequence[str] = ()) -> Shape:
     """Apply the package docstring's checks to a reader's output; ``notes`` come from opening the file."""
-    points = np.ascontiguousarray(parsed.points, dtype=np.float64)
     faces = parsed.faces if parsed.faces is not None and len(parsed.faces) else None
+    num_faces = 0 if faces is None else len(faces)
+    check_count(num_faces, "faces", faces=True)
+    # float64 points and their finite mask, int64 faces and what sampling keeps of them (8 bytes a face)
+    claim(32 * len(parsed.points) + 32 * num_faces, "checking the points and faces")
+    points = np.ascontiguousarray(parsed.points, dtype=np.float64)
     notes = (*notes, *parsed.notes)
     noun = "points" if faces is None else "vertices"
     if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
@@ -216,9 +228,12 @@ def _check_area(points: np.ndarray, faces: np.ndarray) -> None:
 
 def _any_area(points: np.ndarray, faces: np.ndarray) -> bool:
     """Whether some face of (F, 3) has a non-zero area (computed in unit-range units: no overflow)."""
-    corners = to_unit_range(points[faces].reshape(-1, 3)).reshape(-1, 3, 3)  # (F, 3 corners, 3)
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # (F, 3)
-    return bool((normals != 0).any())
+    for start in range(0, len(faces), _FACE_CHUNK):
+        corners = points[faces[start : start + _FACE_CHUNK]]  # (f, 3 corners, 3)
+        corners = to_unit_range(corners.reshape(-1, 3)).reshape(-1, 3, 3)
+        if (np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) != 0).any():
+            return True
+    return False
 
 
 def triangle_edges(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -227,30 +242,19 @@ def triangle_edges(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
     return corners[:, 0], corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
 
 
+def double_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3), (F, 3) -> (F,) twice each triangle's area, a chunk of faces at a time, so that the working
+    memory stays small whatever F (gathering every corner at once takes 200 bytes a face)."""
+    areas = np.empty(len(faces))  # (F,)
+    for start in range(0, len(faces), _FACE_CHUNK):
+        _, edge1, edge2 = triangle_edges(vertices, faces[start : start + _FACE_CHUNK])  # (f, 3) each
+        areas[start : start + len(edge1)] = np.linalg.norm(np.cross(edge1, edge2), axis=1)
+    return areas
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Polygons, shared by the PLY, OBJ and OFF readers
 # ----------------------------------------------------------------------------------------------------------
-
-
-def triangulate(polygons: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """Fan-triangulate polygons: (F, L) int or a list of 1-D int arrays -> (T, 3) int64."""
-    if isinstance(polygons, np.ndarray) and polygons.dtype != object:
-        groups = [polygons]
-    else:
-        lengths = np.array([len(p) for p in polygons])  # (F,)
-        groups = [np.stack([polygons[i] for i in np.flatnonzero(lengths == n)]) for n in np.unique(lengths)]
-    triangles = []
-    for group in groups:  # (F_L, L), one polygon length L per group
-        if group.shape[1] < 3:
-            raise ShapeError(f"a face has {group.shape[1]} vertex indices; faces need at least 3")
-        if group.shape[1] == 3:
-            triangles.append(group)
-            continue
-        fan = np.arange(1, group.shape[1] - 1)  # (L - 2,)
-        hub = np.repeat(group[:, :1], len(fan), axis=1)  # (F_L, L - 2)
-        tris = np.stack([hub, group[:, fan], group[:, fan + 1]], axis=-1)  # (F_L, L - 2, 3)
-        triangles.append(tris.reshape(-1, 3))  # (F_L * (L - 2), 3)
-    return np.concatenate(triangles).astype(np.int64)  # (T, 3)
 
 
 def as_index(values: np.ndarray, what: str) -> np.ndarray:

@@ -1,16 +1,24 @@
-"""OBJ and OFF (our parsers) and STL (trimesh, behind checks of our own); glTF / GLB are in ``gltf``.
+"""OBJ, OFF and ASCII STL (our parsers) and binary STL (trimesh, behind checks of our own); glTF / GLB are
+in ``gltf``.
 
 OBJ and OFF are parsed here because no library reads them strictly (measured on the cases of
 tests/test_io.py): trimesh reads OBJ index 0 as another vertex (``f 0 1 2`` became the degenerate face
 0 0 1), accepts ``v 1 2`` as a vertex, reads binary junk as an empty mesh, silently keeps 7 of 12 faces of
 a cut-off OFF file and drops two-vertex OFF faces; open3d (assimp) returns an empty or partial mesh with a
-printed warning for every one of these.
-The formats are simple enough for a page of code that knows what the file promised. Most OBJ files take a
-vectorised path (a regex and a ``loadtxt`` per kind of statement, 3x faster than line by line); anything
-unusual goes line by line, which decides (``test_obj_fast_path_agrees_with_the_line_by_line_reader``).
+printed warning for every one of these. ASCII STL is parsed here too: trimesh returns a scene, not a mesh,
+for a file of several ``solid`` blocks, and splits the whole text into Python strings.
 
-STL is read by trimesh, after checks that catch what it lets through: a binary STL whose size does not match
-its triangle count (trimesh returns an empty mesh) and an ASCII STL cut inside a triangle.
+Text is bounded while it is read, not after. Vertices and faces are counted on the bytes (``bytes.count``,
+refused past MAX_POINTS and MAX_FACES, an OFF file by its header) before a line is split; then the text is
+parsed a chunk of about 1 MiB at a time (:func:`_chunks`, cut at line breaks), so the Python objects made
+for lines never outgrow a chunk, and each chunk's arrays are claimed from the read budget before they are
+built. Numbers are parsed by numpy: a regex picks the statements of a chunk, and rows of different lengths
+(triangles and quads) are counted on the bytes and parsed flat (:func:`_word_counts`, :func:`_numbers`).
+The OBJ line-by-line reader decides wherever that vectorised path declines (bare statements, index 0,
+values numpy does not parse): ``test_obj_fast_path_agrees_with_the_line_by_line_reader``.
+
+A binary STL is read by trimesh after a check that its size matches its triangle count (trimesh returns an
+empty mesh otherwise); an ASCII STL cut inside a triangle or after its last facet is refused.
 """
 
 from __future__ import annotations
@@ -18,23 +26,198 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
-from .checks import Parsed, ShapeError, as_index, check_count, triangulate
-from .source import Source, decode_text
+from .checks import Parsed, ShapeError, as_index, check_count, claim, format_size
+from .polygons import check_lengths, triangulate
+from .source import Source
+from .tables import text_bytes, unix_lines
+
+_CHUNK_BYTES = 1 << 20  # text parsed at a time: it bounds the Python objects made for its lines
+# Bytes of transient parsing per byte of text (numpy's per-byte arrays, its UCS4 copy of a row and its
+# fields, or the line reader's words and ints); claimed for a chunk that one long line made larger than usual.
+_LONG_CHUNK_FACTOR = 24  # measured on a line of 1 M indices: about 16 for numpy, 20 for the line reader
+_INDEX_BYTES = 8  # int64 vertex indices and float64 coordinates alike
+_LINE_BREAK = re.compile(rb"\r\n|[\r\n]")
+_OTHER_BREAKS = re.compile(rb"[\x0b\x0c\x1c-\x1e]|\xc2\x85|\xe2\x80[\xa8\xa9]")  # str.splitlines' others
+_SPACES = bytes.maketrans(b"\r\n", b"  ")
 
 _STL_HEADER_BYTES = 80
 _STL_TRIANGLE_BYTES = 50  # normal, 3 vertices (12 float32) and a uint16 attribute
-_STL_VERTEX = re.compile(rb"^\s*vertex\s", re.MULTILINE)
+_STL_SOLID = re.compile(rb"\s*solid", re.IGNORECASE)  # after any byte-order mark
+
 _OFF_KEYWORD = re.compile(r"(ST)?C?N?OFF")
-_OBJ_VERTEX = re.compile(r"^[^\S\n]*v[^\S\n]+(.*)$", re.MULTILINE)  # the text after "v" (spaces, not \n)
-_OBJ_FACE = re.compile(r"^[^\S\n]*f[^\S\n]+(.*)$", re.MULTILINE)
-_OBJ_BARE = re.compile(r"^[^\S\n]*[vf][^\S\n]*$", re.MULTILINE)
-_OBJ_TEXTURE_NORMAL = re.compile(r"/\S*")  # the "/t/n" of "i/t/n"
+# A line's text before any comment (a byte-order mark counts as a space: ``^`` only matches at line starts).
+_OFF_CONTENT = re.compile(rb"^(?:\xef\xbb\xbf)?+[ \t\r\f\v]*([^#\s][^\n#]*)", re.MULTILINE)
+_OFF_COMMENT = re.compile(rb"#[^\n]*")
+
+_BLANK = np.isin(np.arange(256), list(b" \t\x1f\n"))  # (256,) what str.split() splits at, once breaks are LF
+# Where str.splitlines splits besides LF: made LF before the OBJ statements are picked out.
+_OBJ_BREAKS = tuple(c.encode() for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_OBJ_INDEX = re.compile(r"[+-]?[0-9]+", re.ASCII)
+# A line holding a byte that is not UTF-8 (a lone surrogate once decoded) outside a comment or a statement
+# whose text is a name: a Latin-1 byte there is no reason to refuse the file. Lines follow a "\n".
+_OBJ_UNDECODABLE = re.compile(
+    "\n(?![^\\S\n]*(?:#|(?:o|g|mtllib|usemtl|usemap|maplib)(?:[^\\S\n]|$)))"  # not a comment or a name
+    "[^\n]*[\udc80-\udcff]",
+    re.MULTILINE,
+)
+_MAX_INDEX = 2**63 - 1
 # What trimesh raises on content it cannot parse; turned into ShapeError by read_shape or here.
 TRIMESH_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, struct.error)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Text in chunks, shared by the three readers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _chunks(data: bytes, start: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, chunk) of ``data[start:]`` in pieces of about _CHUNK_BYTES, each ending at a line break that
+    no backslash continues (so no statement is cut); a longer piece (one long line) is claimed first."""
+    while start < len(data):
+        end = _chunk_end(data, start + _CHUNK_BYTES)
+        if end - start > 2 * _CHUNK_BYTES:
+            claim(_LONG_CHUNK_FACTOR * (end - start), f"parsing a line of {format_size(end - start)}")
+        yield start, data[start:end]
+        start = end
+
+
+def _chunk_end(data: bytes, position: int) -> int:
+    if data[position - 1 : position] == b"\r":
+        position -= 1  # a CR LF is one line break
+    while (found := _LINE_BREAK.search(data, position)) is not None:
+        if data[found.start() - 1 : found.start()] != b"\\":
+            return found.end()
+        position = found.end()
+    return len(data)
+
+
+class _LineNumbers:
+    """Line numbers of byte offsets as str.splitlines counts them, counted forwards once (for error messages
+    of the line reader, which may run on any chunk)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.offset, self.line = data, 0, 1
+
+    def at(self, offset: int) -> int:
+        data, start = self.data, self.offset
+        breaks = data.count(b"\n", start, offset) + data.count(b"\r", start, offset)
+        breaks -= data.count(b"\r\n", start, offset)
+        breaks += len(_OTHER_BREAKS.findall(data, start, offset))
+        self.offset, self.line = offset, self.line + breaks
+        return self.line
+
+
+class _Reserved:
+    """The read budget with bytes claimed ahead, from counts on the text, so that a file is refused before
+    its text is parsed; the claims of the arrays as they are built draw on them first (nothing twice)."""
+
+    def __init__(self, num_bytes: int, what: str) -> None:
+        claim(num_bytes, what)
+        self.left = num_bytes
+
+    def claim(self, num_bytes: int, what: str) -> None:
+        drawn = min(num_bytes, self.left)
+        self.left -= drawn
+        claim(num_bytes - drawn, what)
+
+
+def _statement_count(data: bytes, start: int, keyword: bytes) -> int:
+    """How many lines start with ``keyword`` and a space (at least: indented ones are not counted)."""
+    breaks = b"\n\r" if b"\r" in data else b"\n"  # CR alone: lines of old Macs (a fast check first)
+    gaps = b" \t" if b"\t" in data else b" "
+    count = sum(data.count(bytes((b, *keyword, g)), start) for b in breaks for g in gaps)
+    return count + data.startswith(tuple(bytes((*keyword, g)) for g in gaps), start)
+
+
+def _word_counts(codes: np.ndarray) -> np.ndarray:
+    """(R,) how many words each of the R non-blank lines of the bytes ``codes`` holds, without a Python
+    object per line: rows of different lengths (triangles and quads), which loadtxt refuses, are then parsed
+    flat by :func:`_numbers`."""
+    space = codes <= ord(" ")  # numpy splits words at whitespace; other control characters fail to parse
+    starts = ~space
+    starts[1:] &= space[:-1]  # (B,), the first byte of each word
+    line = np.cumsum(codes == ord("\n"), dtype=np.int32)  # (B,), the line of each byte
+    counts = np.bincount(line[starts])  # (lines,), words per line
+    return counts[counts > 0]
+
+
+def _numbers(codes: np.ndarray, dtype: type, count: int) -> np.ndarray:
+    """The ``count`` whitespace-separated numbers of the bytes ``codes``, flat; ValueError for a word that is
+    not one."""
+    if count == 0:
+        return np.empty(0, dtype)
+    text = codes.tobytes().translate(_SPACES)
+    flat = np.loadtxt([text], dtype=dtype, ndmin=1, comments=None)  # one row of them all
+    if len(flat) != count:
+        raise ValueError("a word numpy reads differently")  # a byte numpy takes for a space, or not
+    return flat
+
+
+def _rows_of(flat: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """(R, length) values of ``flat`` from each of the R ``starts``."""
+    return flat[starts[:, None] + np.arange(length)]
+
+
+class _Lines(NamedTuple):
+    """The lines of a chunk's bytes framed by LF (``b"\\n" + chunk + b"\\n"``), as positions in them."""
+
+    starts: np.ndarray  # (L,) the first byte of each line
+    ends: np.ndarray  # (L,) the LF that ends it
+    first: np.ndarray  # (L,) its first non-blank byte (its end for a blank line)
+
+
+def _lines(codes: np.ndarray) -> _Lines:
+    """The lines of ``codes``, which starts and ends with LF."""
+    breaks = np.flatnonzero(codes == ord("\n"))  # (L + 1,)
+    starts, ends = breaks[:-1] + 1, breaks[1:]
+    solid = np.flatnonzero(~_BLANK[codes])  # (S,) non-blank bytes, then a sentinel
+    first = np.append(solid, len(codes))[np.searchsorted(solid, starts)]
+    return _Lines(starts, ends, np.minimum(first, ends))
+
+
+def _keyword(codes: np.ndarray, lines: _Lines, word: bytes, fold: bool = False) -> np.ndarray:
+    """(L,) whether each line's first word is ``word`` (any case with ``fold``: ``word`` in lower case)."""
+    found = lines.first + len(word) <= lines.ends
+    last = len(codes) - 1
+    for i, byte in enumerate(word):
+        got = codes[np.minimum(lines.first + i, last)]
+        found &= (got | 0x20 if fold else got) == byte  # | 0x20: A-Z -> a-z
+    return found & _BLANK[codes[np.minimum(lines.first + len(word), last)]]
+
+
+def _kept(codes: np.ndarray, lines: _Lines, chosen: np.ndarray, width: int) -> np.ndarray:
+    """The bytes of the ``chosen`` lines without their first ``width`` (the keyword), others made spaces:
+    each chosen line a row of numbers."""
+    keep = np.concatenate(([True], np.repeat(chosen, lines.ends - lines.starts + 1)))  # (B,)
+    kept = np.where(keep, codes, np.uint8(ord(" ")))
+    for i in range(width):
+        kept[lines.first[chosen] + i] = ord(" ")
+    return kept
+
+
+def _joined(parts: list[np.ndarray], what: str, width: int, budget: _Reserved) -> np.ndarray:
+    """The parts (chunks of one array) concatenated, the copy claimed first."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.empty((0, width))
+    budget.claim(sum(part.nbytes for part in parts), what)
+    return np.concatenate(parts)
+
+
+def _triangles(vertices: np.ndarray, polygons: dict[int, list[np.ndarray]], budget: _Reserved) -> np.ndarray:
+    """Triangles of the polygons of each length, the lengths in increasing order (as ``triangulate`` orders
+    a mixed list); each length's chunks are joined first."""
+    num_triangles = sum(max(n - 2, 0) * sum(map(len, parts)) for n, parts in polygons.items())
+    check_count(num_triangles, "triangles", faces=True)  # before they are built
+    parts = [triangulate(vertices, _joined(polygons[n], f"{n}-sided faces", n, budget))
+             for n in sorted(polygons)]
+    return _joined(parts, "the triangles", 3, budget)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -42,64 +225,179 @@ TRIMESH_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, E
 # ----------------------------------------------------------------------------------------------------------
 
 
+class _ObjPart(NamedTuple):
+    """A chunk's vertices and faces; indices as written (1-based, or negative: counted back from the vertices
+    read so far) with, for those with negative ones, the vertices of the chunk before each face."""
+
+    points: np.ndarray  # (V, 3)
+    faces: dict[int, tuple[np.ndarray, np.ndarray | None]]  # polygon size L -> (F_L, L) indices, (F_L,) prior
+
+
 def read_obj(source: Source) -> Parsed:
     """Vertices (``v x y z ...``) and faces (``f a b c ...``, 1-based or negative relative indices).
 
     A line ending in a backslash continues on the next; errors name the line where a statement starts.
+    Names (``o``, ``g``, ``usemtl``, ``mtllib``) and comments may hold bytes that are not UTF-8.
     """
-    text = decode_text(source.data, "OBJ")
-    fast = _obj_fast(text)
-    if fast is not None:
-        return fast
-    vertices, polygons = [], []
-    for number, line in _obj_statements(text):
+    data, start = text_bytes(source.data, "OBJ", strict=False)
+    num_vertices, num_faces = _statement_count(data, start, b"v"), _statement_count(data, start, b"f")
+    check_count(num_vertices, "vertices")  # before a single line is split
+    check_count(num_faces, "faces", faces=True)
+    # The chunks' arrays and their concatenation: vertices, and triangles at least.
+    budget = _Reserved(2 * 3 * _INDEX_BYTES * (num_vertices + num_faces), "the OBJ vertices and faces")
+    lines = _LineNumbers(data)
+    points, polygons, count, faces_read = [], {}, 0, 0
+    for offset, chunk in _chunks(data, start):
+        _check_obj_bytes(chunk, offset, lines)
+        part = _obj_fast(chunk) or _obj_lines(chunk.decode("utf-8", "surrogateescape"), lines.at(offset))
+        # Claimed once built: the chunk bounds them (a few MB), as it bounds the objects made for its lines.
+        budget.claim(_part_bytes(part), "the OBJ vertices and faces")
+        for size, (indices, prior) in part.faces.items():
+            polygons.setdefault(size, []).append(_resolved(indices, prior, count))
+            faces_read += len(indices)
+        points.append(part.points)
+        count += len(part.points)
+        check_count(count, "vertices")
+        check_count(faces_read, "faces", faces=True)
+    vertices = _joined(points, "the OBJ vertices", 3, budget)
+    return Parsed(vertices, _triangles(vertices, polygons, budget)) if polygons else Parsed(vertices)
+
+
+def _part_bytes(part: _ObjPart) -> int:
+    faces = sum(rows.nbytes + (0 if prior is None else prior.nbytes) for rows, prior in part.faces.values())
+    return part.points.nbytes + faces
+
+
+def _check_obj_bytes(chunk: bytes, offset: int, lines: _LineNumbers) -> None:
+    """Refuse a byte that is not UTF-8 outside names and comments."""
+    if chunk.isascii():
+        return
+    try:
+        chunk.decode("utf-8")
+        return
+    except UnicodeDecodeError:
+        text = chunk.decode("utf-8", "surrogateescape")  # each such byte becomes one lone surrogate
+    found = _OBJ_UNDECODABLE.search("\n" + text.replace("\r", "\n"))  # CR: lines of old Macs
+    if found is not None:
+        keyword = found.group().split(None, 1)[0]
+        line = lines.at(offset + len(text[: found.start()].encode("utf-8", "surrogateescape")))
+        raise ShapeError(f"not a text OBJ file (bytes that are not UTF-8 on line {line}, in {keyword!r})")
+
+
+def _obj_fast(chunk: bytes) -> _ObjPart | None:
+    """A chunk's statements picked out and parsed by numpy on its bytes, no Python object per line; None
+    wherever the line-by-line reader must decide (bare statements, values numpy does not parse, index 0)."""
+    codes = np.frombuffer(b"\n" + _obj_joined(chunk) + b"\n", np.uint8)
+    lines = _lines(codes)
+    vertex, face = _keyword(codes, lines, b"v"), _keyword(codes, lines, b"f")
+    if (codes[lines.first[vertex | face] + 1] == ord("\n")).any():
+        return None  # a "v" or "f" with nothing after it
+    try:
+        points = _obj_fast_vertices(_kept(codes, lines, vertex, 1), int(vertex.sum()))
+        faces = _obj_fast_faces(_kept(codes, lines, face, 1), int(face.sum()), vertex, face)
+    except ShapeError:
+        raise  # a limit, not a value numpy does not parse
+    except (ValueError, OverflowError):
+        return None
+    return None if points is None or faces is None else _ObjPart(points, faces)
+
+
+def _obj_joined(chunk: bytes) -> bytes:
+    """Line breaks made LF (wherever splitlines splits), continued lines joined (as the line reader does)."""
+    chunk = chunk.replace(b"\r\n", b"\n")
+    for other in _OBJ_BREAKS:
+        if other in chunk:
+            chunk = chunk.replace(other, b"\n")
+    return chunk.replace(b"\\\n", b" ")
+
+
+def _obj_fast_vertices(codes: np.ndarray, num_rows: int) -> np.ndarray | None:
+    """Rows "x y z [w | r g b]" -> (V, 3) float64; None for a row of fewer than 3 values."""
+    if num_rows == 0:
+        return np.empty((0, 3))
+    counts = _word_counts(codes)  # (V,)
+    if len(counts) != num_rows or (counts < 3).any():
+        return None
+    flat = _numbers(codes, np.float64, int(counts.sum()))
+    return _rows_of(flat, np.cumsum(counts) - counts, 3)
+
+
+def _obj_fast_faces(
+    codes: np.ndarray, num_rows: int, vertex: np.ndarray, face: np.ndarray
+) -> dict[int, tuple[np.ndarray, np.ndarray | None]] | None:
+    """Face rows -> {L: ((F_L, L) indices as written, (F_L,) vertices before each or None)}; None for an
+    index 0 or a row without indices."""
+    if num_rows == 0:
+        return {}
+    if (codes == ord("/")).any():
+        codes = _without_slashes(codes)  # "1/2/3" -> "1    "
+        if codes is None:
+            return None
+    counts = _word_counts(codes)  # (F,)
+    if len(counts) != num_rows:
+        return None
+    check_lengths(counts.max(initial=3)[None])  # the longest: the fast path's shorter faces are its own
+    flat = _numbers(codes, np.int64, int(counts.sum()))
+    if (flat == 0).any():
+        return None
+    starts = np.cumsum(counts) - counts  # (F,)
+    prior = np.cumsum(vertex)[face] if len(flat) and flat.min() < 0 else None  # (F,)
+    return {
+        int(n): (_rows_of(flat, starts[counts == n], n), None if prior is None else prior[counts == n])
+        for n in np.unique(counts)
+    }
+
+
+def _without_slashes(codes: np.ndarray) -> np.ndarray | None:
+    """Face rows with the "/t/n" of each "i/t/n" made spaces; None for a word that starts with "/"."""
+    space, slash = codes <= ord(" "), codes == ord("/")
+    if slash[0] or (slash[1:] & space[:-1]).any():
+        return None
+    marks = np.where(space | slash, np.arange(len(codes), dtype=np.int32), np.int32(-1))  # (B,)
+    last = np.maximum.accumulate(marks)  # (B,), the last space or slash at or before each byte
+    blanked = codes.copy()
+    blanked[slash[last] & (last >= 0)] = ord(" ")  # from a slash to the next space
+    return blanked
+
+
+def _resolved(indices: np.ndarray, prior: np.ndarray | None, count: int) -> np.ndarray:
+    """Indices as written -> 0-based, given ``count`` vertices before the chunk."""
+    if prior is None:
+        indices -= 1
+        return indices
+    return np.where(indices > 0, indices - 1, indices + (count + prior)[:, None])
+
+
+def _obj_lines(text: str, first_line: int) -> _ObjPart:
+    """The line-by-line reader of a chunk whose first line is ``first_line``: exact errors for any file."""
+    vertices, faces, prior = [], [], []
+    for number, line in _obj_statements(text, first_line):
         words = line.split()
         if not words:
             continue
         if words[0] == "v":
             if len(words) < 4:
                 raise ShapeError(f"line {number}: a vertex needs x y z, got {line.strip()[:80]!r}")
-            vertices.append(words[1:4])
+            vertices.append(" ".join(words[1:4]))
         elif words[0] == "f":
-            polygons.append([_obj_index(word, len(vertices), number) for word in words[1:]])
-    check_count(len(vertices), "vertices")
+            check_lengths(np.array([len(words) - 1]))
+            faces.append([_obj_index(word, number) for word in words[1:]])
+            prior.append(len(vertices))
     points = _float_rows(vertices, "OBJ vertices") if vertices else np.empty((0, 3))
-    if not polygons:
-        return Parsed(points)
-    uniform = len({len(p) for p in polygons}) == 1
-    return Parsed(points, triangulate(np.array(polygons) if uniform else [np.array(p) for p in polygons]))
+    sizes = np.array([len(face) for face in faces], dtype=np.int64)
+    prior = np.array(prior, dtype=np.int64)
+    grouped = {}
+    for size in np.unique(sizes):
+        chosen = np.flatnonzero(sizes == size)
+        rows = np.array([faces[i] for i in chosen], dtype=np.int64).reshape(len(chosen), size)
+        grouped[int(size)] = (rows, prior[chosen])
+    return _ObjPart(points, grouped)
 
 
-def _obj_fast(text: str) -> Parsed | None:
-    """The common OBJ (positive indices, one polygon size) read with a regex and a ``loadtxt`` per kind of
-    statement, about 3x faster than line by line; None wherever the line-by-line reader must decide."""
-    if "\\" in text or len(text.splitlines()) != text.count("\n") + (not text.endswith("\n")):
-        return None  # continuations, or line breaks other than \n
-    if _OBJ_BARE.search(text):
-        return None  # a "v" or "f" with nothing after it
-    vertex_rows, face_rows = _OBJ_VERTEX.findall(text), _OBJ_FACE.findall(text)
-    check_count(len(vertex_rows), "vertices")
-    try:
-        points = np.loadtxt(vertex_rows, usecols=(0, 1, 2), ndmin=2, comments=None) if vertex_rows else None
-        faces = None
-        if face_rows:
-            indices = _OBJ_TEXTURE_NORMAL.sub("", "\n".join(face_rows)).split("\n")  # "1/2/3" -> "1"
-            faces = np.loadtxt(indices, dtype=np.int64, ndmin=2, comments=None)  # (F, L), 1-based
-    except (ValueError, OverflowError):
-        return None
-    if points is None or len(points) != len(vertex_rows):
-        return None
-    if faces is None:
-        return Parsed(points)
-    if len(faces) != len(face_rows) or faces.min() < 1:
-        return None
-    return Parsed(points, triangulate(faces - 1))
-
-
-def _obj_statements(text: str):
+def _obj_statements(text: str, first_line: int) -> Iterator[tuple[int, str]]:
     """(line number, statement) with backslash continuations joined."""
     pending, start = "", 0
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), first_line):
         if line.endswith("\\"):
             pending, start = pending + line[:-1] + " ", start or number
             continue
@@ -109,23 +407,22 @@ def _obj_statements(text: str):
         yield start, pending
 
 
-def _obj_index(word: str, num_vertices: int, line: int) -> int:
-    """``i``, ``i/t``, ``i//n`` or ``i/t/n`` -> 0-based vertex index (negative = relative to the end)."""
-    try:
-        index = int(word.split("/", 1)[0])
-    except ValueError as err:
-        raise ShapeError(f"line {line}: {word!r} is not a vertex index") from err
-    if index == 0:
+def _obj_index(word: str, line: int) -> int:
+    """``i``, ``i/t``, ``i//n`` or ``i/t/n`` -> the vertex index as written (1-based, or negative)."""
+    number = word.split("/", 1)[0]
+    if not _OBJ_INDEX.fullmatch(number) or abs(int(number)) > _MAX_INDEX:
+        raise ShapeError(f"line {line}: {word!r} is not a vertex index")
+    if int(number) == 0:
         raise ShapeError(f"line {line}: OBJ vertex indices start at 1, found 0")
-    return index - 1 if index > 0 else num_vertices + index
+    return int(number)
 
 
-def _float_rows(rows: Sequence[Sequence[str]], what: str) -> np.ndarray:
-    """R >= 1 equal-length rows of number strings -> (R, C) float64, with an error naming ``what``."""
+def _float_rows(rows: list[str], what: str) -> np.ndarray:
+    """R >= 1 rows of three number strings -> (R, 3) float64 (numpy's parser, as the fast path's)."""
     try:
-        return np.array(rows, dtype=np.float64).reshape(len(rows), -1)  # (R, C)
+        return np.loadtxt(rows, ndmin=2, comments=None)  # (R, 3)
     except ValueError as err:
-        raise ShapeError(f"{what}: a value is not a number or a row has the wrong length ({err})") from err
+        raise ShapeError(f"{what}: a value is not a number ({str(err).split(' at row')[0]})") from err
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -135,97 +432,195 @@ def _float_rows(rows: Sequence[Sequence[str]], what: str) -> np.ndarray:
 
 def read_off(source: Source) -> Parsed:
     """OFF, COFF, NOFF, STOFF; the counts may follow the keyword on its line, even glued (``OFF8 12 0``)."""
-    lines = [line.split("#", 1)[0].strip() for line in decode_text(source.data, "OFF").splitlines()]
-    lines = [line for line in lines if line]
-    keyword = _OFF_KEYWORD.match(lines[0]) if lines else None
+    data = unix_lines(text_bytes(source.data, "OFF")[0])
+    num_vertices, num_faces, body = _off_header(data)
+    check_count(num_vertices, "vertices")
+    check_count(num_faces, "faces", faces=True)
+    lines = max(0, data.count(b"\n", body) - 1 + (not data.endswith(b"\n")))  # at least the data lines
+    if lines < num_vertices + num_faces:
+        raise ShapeError(_off_truncated(num_vertices, num_faces, f"{lines:,} lines after the header"))
+    if num_vertices == 0:
+        return Parsed(np.empty((0, 3)))
+    # The chunks' arrays and their concatenation: vertices, and triangles at least.
+    budget = _Reserved(2 * 3 * _INDEX_BYTES * (num_vertices + num_faces), "the OFF vertices and faces")
+    vertices, polygons = _off_body(data, body, (num_vertices, num_faces), budget)
+    points = _joined(vertices, "the OFF vertices", 3, budget)
+    return Parsed(points, _triangles(points, polygons, budget)) if num_faces else Parsed(points)
+
+
+def _off_header(data: bytes) -> tuple[int, int, int]:
+    """(vertices, faces, offset of the first data line) from the keyword line and the counts."""
+    keyword_line = _OFF_CONTENT.search(data)
+    first = keyword_line.group(1).decode().strip() if keyword_line else ""
+    keyword = _OFF_KEYWORD.match(first)
     if keyword is None:
         raise ShapeError("not an OFF file (the first line does not start with 'OFF')")
-    counts, start = lines[0][keyword.end() :].split(), 1
-    if not counts and len(lines) > 1:
-        counts, start = lines[1].split(), 2
+    counts, end = first[keyword.end() :].split(), keyword_line.end()
+    if not counts and (counts_line := _OFF_CONTENT.search(data, end)) is not None:
+        counts, end = counts_line.group(1).decode().split(), counts_line.end()
     if len(counts) not in (2, 3) or not all(c.isdigit() for c in counts):
         found = " ".join(counts)
         raise ShapeError(f"the OFF header should give 'vertices faces edges' counts, got {found!r}")
-    num_vertices, num_faces = int(counts[0]), int(counts[1])
-    check_count(num_vertices, "vertices")
-    body = lines[start : start + num_vertices + num_faces]
-    if len(body) < num_vertices + num_faces:
-        raise ShapeError(
-            f"truncated OFF file: the header promises {num_vertices:,} vertices and {num_faces:,} faces "
-            f"but the file holds only {len(body):,} data lines"
-        )
-    if num_vertices == 0:
-        return Parsed(np.empty((0, 3)))
-    points = _off_vertices(body[:num_vertices])  # (V, 3)
-    if num_faces == 0:
-        return Parsed(points)
-    return Parsed(points, triangulate(_count_prefixed(body[num_vertices:])))
+    return int(counts[0]), int(counts[1]), end
 
 
-def _off_vertices(lines: list[str]) -> np.ndarray:
-    """Vertex lines "x y z [colour ...]" -> (V, 3) float64."""
+def _off_truncated(num_vertices: int, num_faces: int, holds: str) -> str:
+    return (
+        f"truncated OFF file: the header promises {num_vertices:,} vertices and {num_faces:,} faces "
+        f"but the file holds only {holds}"
+    )
+
+
+def _off_body(
+    data: bytes, start: int, promised: tuple[int, int], budget: _Reserved
+) -> tuple[list[np.ndarray], dict[int, list[np.ndarray]]]:
+    """Chunks of (V_c, 3) vertices and {k: chunks of (F_c, k) faces}, from the data lines after ``start``;
+    lines after the ``promised`` (vertices, faces) are not read."""
+    num_vertices, num_faces = promised
+    vertices, polygons, wanted = [], {}, num_vertices + num_faces
+    got = 0
+    for _, chunk in _chunks(data, start):
+        if got == wanted:
+            break
+        text = _OFF_COMMENT.sub(b"", chunk) if b"#" in chunk else chunk
+        codes = np.frombuffer(text, np.uint8)
+        counts = _word_counts(codes)  # (R,)
+        take = min(len(counts), wanted - got)
+        if take < len(counts):  # the promised lines end here: what follows is not read
+            codes, counts = codes[: _rows_end(codes, take)], counts[:take]
+        flat = _off_numbers(codes, int(counts.sum()))
+        starts = np.cumsum(counts) - counts  # (R,)
+        split = max(0, min(take, num_vertices - got))  # rows of this chunk that are vertices
+        vertices.append(_off_vertices(flat, counts[:split], starts[:split], budget))
+        for size, faces in _off_faces(flat, counts[split:take], starts[split:take], budget).items():
+            polygons.setdefault(size, []).append(faces)
+        got += take
+    if got < wanted:
+        raise ShapeError(_off_truncated(num_vertices, num_faces, f"{got:,} data lines"))
+    return vertices, polygons
+
+
+def _rows_end(codes: np.ndarray, rows: int) -> int:
+    """The offset just after the first ``rows`` non-blank lines of the bytes ``codes``."""
+    newline = codes == ord("\n")
+    line = np.cumsum(newline) - newline  # (B,), the line of each byte, its LF included
+    last = np.unique(line[codes > ord(" ")])[rows - 1]  # the line of the last row wanted
+    breaks = np.flatnonzero(newline)
+    return int(breaks[last]) + 1 if last < len(breaks) else len(codes)
+
+
+def _off_numbers(codes: np.ndarray, count: int) -> np.ndarray:
     try:
-        return np.loadtxt(lines, usecols=(0, 1, 2), ndmin=2, comments=None)  # (V, 3)
-    except ValueError:
-        rows = [line.split() for line in lines]  # find what is wrong
-    if any(len(row) < 3 for row in rows):
+        return _numbers(codes, np.float64, count)
+    except ValueError as err:
+        raise ShapeError(f"OFF data: a value is not a number ({str(err).split(' at row')[0]})") from err
+
+
+def _off_vertices(flat: np.ndarray, counts: np.ndarray, starts: np.ndarray, budget: _Reserved) -> np.ndarray:
+    """Vertex rows "x y z [colour ...]" -> (V, 3) float64."""
+    if (counts < 3).any():
         raise ShapeError("OFF vertices: every vertex line needs x y z (is the header's vertex count right?)")
-    return _float_rows([row[:3] for row in rows], "OFF vertices")  # (V, 3)
+    budget.claim(len(counts) * 3 * _INDEX_BYTES, "the OFF vertices")
+    return _rows_of(flat, starts, 3)
 
 
-def _count_prefixed(lines: list[str]) -> np.ndarray | list[np.ndarray]:
-    """Rows "k i_1 ... i_k [colour]" -> (F, k) int64 if every k is the same, else a list of (k,) arrays."""
+def _off_faces(
+    flat: np.ndarray, counts: np.ndarray, starts: np.ndarray, budget: _Reserved
+) -> dict[int, np.ndarray]:
+    """Face rows "k i_1 ... i_k [colour]" -> {k: (F_k, k) int64}."""
     what = "OFF faces"
-    try:
-        table = np.loadtxt(lines, ndmin=2, comments=None)  # (F, T): rows of one length
-    except ValueError:
-        table = None
-    if table is not None:
-        k = as_index(table[:, 0], what)  # (F,)
-        if (k == k[0]).all() and 0 <= k[0] < table.shape[1]:
-            return as_index(table[:, 1 : 1 + k[0]], what)  # (F, k)
-    rows = [line.split() for line in lines]
-    polygons = []
-    for row in rows:
-        k = int(row[0]) if row[0].isdigit() else -1
-        if not 0 <= k < len(row):
-            raise ShapeError(
-                f"{what}: a face row announces {row[0]} vertices but holds {len(row) - 1} values"
-            )
-        polygons.append(as_index(_float_rows([row[1 : 1 + k]], what)[0], what))
-    return polygons
+    sizes = flat[starts]  # (F,)
+    bad = ~((sizes >= 0) & (sizes < counts))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ShapeError(
+            f"{what}: a face row announces {sizes[first]:g} vertices but holds {counts[first] - 1} values"
+        )
+    sizes = as_index(sizes, what)
+    check_lengths(sizes)
+    budget.claim(int(sizes.sum()) * _INDEX_BYTES, "the OFF faces")
+    return {int(k): as_index(_rows_of(flat, starts[sizes == k] + 1, k), what) for k in np.unique(sizes)}
 
 
 # ----------------------------------------------------------------------------------------------------------
-# STL (trimesh)
+# STL: ASCII (ours), binary (trimesh)
 # ----------------------------------------------------------------------------------------------------------
 
 
 def read_stl(source: Source) -> Parsed:
-    """Binary STL (80-byte header, uint32 count, 50 bytes a triangle) or ASCII ``solid ... vertex x y z``."""
-    from trimesh.exchange.stl import load_stl
-
+    """Binary STL (80-byte header, uint32 count, 50 bytes a triangle) or ASCII ``solid ... vertex x y z``,
+    of one or several solids, behind a byte-order mark or not."""
     data, header = source.data, _STL_HEADER_BYTES + 4
     count = struct.unpack_from("<I", data, _STL_HEADER_BYTES)[0] if len(data) >= header else None
     expected = None if count is None else header + count * _STL_TRIANGLE_BYTES
     if count is not None and len(data) == expected:
-        num_vertices = 3 * count
-    elif data.lstrip().startswith(b"solid"):
-        num_vertices = len(_STL_VERTEX.findall(data))
-        if num_vertices == 0 or num_vertices % 3:
-            raise ShapeError(
-                f"ASCII STL: found {num_vertices} 'vertex' lines; a triangle needs 3 (cut-off file?)"
-            )
-    elif count is not None and len(data) < expected:
+        return _binary_stl(data, count)
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    if _STL_SOLID.match(data, bom):
+        return _ascii_stl(data)
+    if count is not None and len(data) < expected:
         raise ShapeError(
             f"truncated binary STL file: the header promises {count:,} triangles "
             f"({expected:,} bytes) but the file has {len(data):,} bytes"
         )
-    else:
-        raise ShapeError("not an STL file (neither 'solid' text nor a triangle count that matches its size)")
-    check_count(num_vertices, "vertices")
+    raise ShapeError("not an STL file (neither 'solid' text nor a triangle count that matches its size)")
+
+
+def _binary_stl(data: bytes, count: int) -> Parsed:
+    from trimesh.exchange.stl import load_stl
+
+    check_count(3 * count, "vertices")
+    claim(count * (9 * 4 + 3 * _INDEX_BYTES), "the STL triangles")  # float32 corners, int64 faces
     mesh = load_stl(io.BytesIO(data))
     vertices, faces = np.asarray(mesh["vertices"]), np.asarray(mesh["faces"])
-    if len(faces) * 3 != num_vertices:
-        raise ShapeError(f"malformed STL file: {num_vertices:,} vertices read as {len(faces):,} triangles")
+    if len(faces) != count:
+        raise ShapeError(f"malformed STL file: {3 * count:,} vertices read as {len(faces):,} triangles")
     return Parsed(vertices, faces)
+
+
+def _ascii_stl(data: bytes) -> Parsed:
+    """Every ``vertex x y z`` line of every solid, three a triangle, in file order."""
+    data, start = text_bytes(data, "STL", strict=False)  # names may be in any encoding
+    data = unix_lines(data)
+    num_vertices = data.count(b"vertex", start)  # lines of lower-case 'vertex' (and names holding it)
+    check_count(num_vertices, "vertices")  # before a single line is split
+    # The chunks' vertices, their concatenation and the faces.
+    budget = _Reserved((2 * 3 + 1) * _INDEX_BYTES * num_vertices, "the STL vertices and faces")
+    parts, count, closed = [], 0, False
+    for _, chunk in _chunks(data, start):
+        codes = np.frombuffer(b"\n" + chunk + b"\n", np.uint8)
+        lines = _lines(codes)
+        chosen = _keyword(codes, lines, b"vertex", fold=True)  # (L,)
+        count += int(chosen.sum())
+        check_count(count, "vertices")
+        budget.claim(int(chosen.sum()) * 3 * _INDEX_BYTES, "the STL vertices")
+        parts.append(_stl_vertices(_kept(codes, lines, chosen, len(b"vertex")), int(chosen.sum())))
+        closed = _stl_closed(chunk, closed)
+    if count == 0 or count % 3:
+        raise ShapeError(f"ASCII STL: found {count:,} 'vertex' lines; a triangle needs 3 (cut-off file?)")
+    if not closed:
+        raise ShapeError("truncated ASCII STL file: no 'endsolid' after the last facet")
+    vertices = _joined(parts, "the STL vertices", 3, budget)
+    budget.claim(count * _INDEX_BYTES, "the STL faces")
+    return Parsed(vertices, np.arange(count).reshape(-1, 3))
+
+
+def _stl_vertices(codes: np.ndarray, num_rows: int) -> np.ndarray:
+    """Rows "x y z" -> (n, 3) float64."""
+    if num_rows == 0:
+        return np.empty((0, 3))
+    counts = _word_counts(codes)  # (n,)
+    if len(counts) != num_rows or (counts != 3).any():
+        raise ShapeError("ASCII STL: a 'vertex' line holds other than the three numbers x y z")
+    try:
+        return _numbers(codes, np.float64, 3 * num_rows).reshape(num_rows, 3)
+    except ValueError as err:
+        reason = str(err).split(" at row")[0]
+        raise ShapeError(f"ASCII STL: a 'vertex' line holds other than numbers ({reason})") from err
+
+
+def _stl_closed(chunk: bytes, closed: bool) -> bool:
+    """Whether an 'endsolid' follows the last vertex read so far (``closed``: so far, before ``chunk``)."""
+    lower = chunk.lower()
+    vertex, end = lower.rfind(b"vertex"), lower.rfind(b"endsolid")
+    return end > vertex if vertex >= 0 or end >= 0 else closed

@@ -6,7 +6,8 @@ pypcd4 reads 50 points of a binary file whose header promises 100, accepts a fil
 stops reading a header after 10 lines and splits ASCII rows on single spaces only. Reading the header
 ourselves lets each of those become a ShapeError that says what the header promised; the data is then
 one numpy call (ASCII ``loadtxt``, binary ``frombuffer``), or an LZF decompression and a ``frombuffer`` per
-field.
+field. Each array is claimed from the read's budget before it is built: the LZF header's uncompressed size
+(23 MB of LZF can announce 2 GB), and the ASCII table bounded by the data's lines.
 
 Organised clouds (HEIGHT > 1, from depth cameras) mark pixels without a depth with NaN; those points are
 dropped by the common checks, with a note.
@@ -15,17 +16,22 @@ dropped by the common checks, with a note.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import Parsed, ShapeError, check_count
-from .source import Source, decode_text, header_lines
+from .checks import Parsed, ShapeError, check_count, claim
+from .source import Source, header_lines
 
 _KEYS = ("VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS", "DATA")
 _DTYPES = ("f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")
 _SIZES = struct.Struct("<II")  # compressed size, uncompressed size
+_POINT_BYTES = 2 * 3 * 8  # per point: the (N, 3) x y z columns, then their float64 copy for the checks
+_ROW_PROBE = 4096  # bytes of the first data row looked at before parsing
+# The first line that is neither blank nor a comment, up to _ROW_PROBE bytes of it.
+_FIRST_ROW = re.compile(rb"^[ \t\r]*([^#\s][^\n]{0,%d})" % (_ROW_PROBE - 1), re.MULTILINE)
 
 
 @dataclass
@@ -52,7 +58,7 @@ def read_pcd(source: Source) -> Parsed:
     readers = {"ascii": _ascii, "binary": _binary, "binary_compressed": _compressed}
     if header.data not in readers:
         raise ShapeError(f"unknown PCD data encoding {header.data!r}; expected one of {', '.join(readers)}")
-    return Parsed(readers[header.data](memoryview(source.data)[offset:], header))
+    return Parsed(readers[header.data](source.data, offset, header))
 
 
 def _parse_header(lines: list[str]) -> _Header:
@@ -84,37 +90,60 @@ def _dtype(kind: str, size: str) -> str:
     return "<" + code
 
 
-def _ascii(body: memoryview, header: _Header) -> np.ndarray:
-    text = decode_text(body.tobytes(), "PCD")
+def _ascii(data: bytes, offset: int, header: _Header) -> np.ndarray:
+    width = sum(header.counts)
+    found = _first_row_width(data, offset)
+    if found is not None and found != width:
+        raise ShapeError(f"PCD data rows hold {found} values; the header's fields need {width}")
+    # loadtxt's table is (rows, first row's width) float64, or it fails; rows are at most the lines, values
+    # at most every other byte.
+    lines = data.count(b"\n", offset) + 1
+    values = lines * width if found is not None else (len(data) - offset) // 2 + 1
+    claim(values * 8 + lines * _POINT_BYTES, "the PCD table")
+    stream = io.BytesIO(data)  # shares ``data``: loadtxt decodes it piece by piece, never all of it at once
+    stream.seek(offset)
     try:
-        table = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)  # (N, sum(counts))
+        table = np.loadtxt(stream, dtype=np.float64, ndmin=2, encoding="utf-8")  # (N, width)
+    except UnicodeDecodeError as err:
+        raise ShapeError(f"not a text PCD file (undecodable bytes: {err.reason})") from err
     except ValueError as err:
         raise ShapeError(f"PCD data: a value is not a number or a row has the wrong length ({err})") from err
     if len(table) != header.points:
         raise ShapeError(
             f"the PCD header promises {header.points:,} points but the data holds {len(table):,} rows"
         )
-    if table.size and table.shape[1] != sum(header.counts):
-        raise ShapeError(
-            f"PCD data rows hold {table.shape[1]} values; the header's fields need {sum(header.counts)}"
-        )
+    if table.size and table.shape[1] != width:
+        raise ShapeError(f"PCD data rows hold {table.shape[1]} values; the header's fields need {width}")
     return table[:, [header.column(axis) for axis in "xyz"]] if table.size else np.empty((0, 3))  # (N, 3)
 
 
-def _binary(body: memoryview, header: _Header) -> np.ndarray:
+def _first_row_width(data: bytes, offset: int) -> int | None:
+    """Values on the first data row; None when that row is too long to count cheaply."""
+    first = _FIRST_ROW.search(data, offset)
+    if first is None:
+        return None
+    if first.end(1) < len(data) and data[first.end(1)] != ord("\n"):
+        return None  # longer than the probe
+    return len(first[1].split(b"#")[0].split())
+
+
+def _binary(data: bytes, offset: int, header: _Header) -> np.ndarray:
     """Row-major records: all fields of point 0, then of point 1, ..."""
     row = np.dtype([(f"f{i}", dt, (c,)) for i, (dt, c) in enumerate(header.layout())])
+    body = memoryview(data)[offset:]
     if header.points * row.itemsize > len(body):
         raise ShapeError(
             f"truncated binary PCD file: the header promises {header.points:,} points "
             f"({header.points * row.itemsize:,} bytes) but only {len(body):,} bytes follow"
         )
-    table = np.frombuffer(body, row, header.points)  # (N,) structured
+    table = np.frombuffer(body, row, header.points)  # (N,) structured, a view of ``data``
+    claim(header.points * _POINT_BYTES, "the PCD points")
     return np.stack([table[f"f{header.fields.index(axis)}"][:, 0] for axis in "xyz"], axis=1)  # (N, 3)
 
 
-def _compressed(body: memoryview, header: _Header) -> np.ndarray:
+def _compressed(data: bytes, offset: int, header: _Header) -> np.ndarray:
     """LZF-compressed, column-major: all values of field 0, then of field 1, ..."""
+    body = memoryview(data)[offset:]
     if len(body) < _SIZES.size:
         raise ShapeError("truncated compressed PCD file (no size fields after the header)")
     compressed_size, raw_size = _SIZES.unpack_from(body)
@@ -125,6 +154,9 @@ def _compressed(body: memoryview, header: _Header) -> np.ndarray:
             f"the file announces {raw_size:,} bytes from {compressed_size:,} compressed bytes "
             f"and holds {len(body) - _SIZES.size:,}"
         )
+    # python-lzf takes bytes (a copy of the stream) and allocates the whole output at once.
+    claim(compressed_size + raw_size, "decompressing the PCD data")
+    claim(header.points * _POINT_BYTES, "the PCD points")
     raw = _lzf_decompress(body[_SIZES.size : _SIZES.size + compressed_size], raw_size)
     starts = np.concatenate([[0], np.cumsum(sizes)])  # (fields + 1,)
     columns = []

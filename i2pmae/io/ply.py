@@ -11,20 +11,26 @@ what plyfile does not:
 - the vertex count is checked against MAX_POINTS before anything is read, and an ASCII body with fewer
   lines than the header promises is reported as truncated;
 - the list lengths of each element's first row are worked out, so that plyfile memory-maps binary data
-  (it checks that every row has those lengths; when one does not, the file is read again row by row).
-  Without this, plyfile reads binary faces row by row in Python: about 15 s for a million faces.
+  (it checks that every row has those lengths). When the lengths vary (triangles and quads), plyfile's
+  row-by-row reader would take 36 s and 2.2 GB for 28 MB, so :func:`_walk_binary` reads the file instead:
+  one loop over the rows' list lengths, then the lists gathered per length with numpy;
+- nothing is built before the read budget allows it (:func:`~i2pmae.io.checks.claim`): rows with lists are
+  bounded by MAX_FACES, a polygon by MAX_POLYGON_VERTICES, and each table is claimed before it is parsed;
+- CRLF header lines are rewritten to LF for plyfile (it takes the first line's ending for all of them).
 
 Kept by hand for speed: plyfile also reads ASCII row by row (0.87 s for 50k faces, x30 open3d), so an
-ASCII body whose header is regular and whose rows share one layout per element is read with one numpy
-``loadtxt`` per element and cast to the declared types (:func:`_ascii_columns`); any other file, and any
-file where that reading finds something odd, goes to plyfile, whose verdict stands
-(``tests/test_io.py::test_ply_ascii_fast_path_agrees_with_plyfile``).
+ASCII body whose header is regular is read with one numpy ``loadtxt`` per element and cast to the
+declared types (:func:`_ascii_columns`); faces of mixed lengths are parsed all at once from the bytes
+(:func:`_ragged_face_lists`). Any other file, and any file where that reading finds something odd, goes to
+plyfile, whose verdict stands (``tests/test_io.py::test_ply_ascii_fast_path_agrees_with_plyfile``).
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import tempfile
+import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .checks import Parsed, ShapeError, as_index, check_count, triangulate
+from .checks import Parsed, ShapeError, as_index, check_count, claim
+from .polygons import check_lengths, triangulate
 from .source import Source, header_lines
 
 _KEYWORDS = frozenset(("ply", "format", "element", "property", "comment", "end_header"))
@@ -44,8 +51,14 @@ _TYPES = {
     "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
     "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }  # fmt: skip
+_STRUCT = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I"}  # list count types
 _FACE_LISTS = ("vertex_indices", "vertex_index")
 _UNKNOWN = "?"  # a type name that is not PLY's
+_ROW_BYTES = 128  # what plyfile's row-by-row reader allocates per row beyond the values (objects, arrays)
+_WHITESPACE = np.frombuffer(b" \t\r\n\v\f", np.uint8)
+_SCAN_CHUNK = 1 << 20  # bytes counted at a time when looking for where an element's lines end
+_CHUNK_LINES = 1 << 18  # ASCII face rows parsed at once: bounds the working arrays (~40 bytes a byte)
+_GATHER_BYTES = 1 << 24  # index bytes built at a time when gathering variable-length lists
 
 
 @dataclass
@@ -62,22 +75,35 @@ def read_ply(source: Source) -> Parsed:
     header, ignored = _standard_header(lines)
     fmt, elements = _declared(header)
     body = memoryview(source.data)[offset:]
+    _check_counts(elements)
     notes = ()
     if ignored:
         notes = (f"ignored {len(ignored)} non-standard PLY header line(s), e.g. {ignored[0][:60]!r}",)
     known, columns = {}, None
     if fmt == "ascii":
-        _check_ascii_rows(body.tobytes(), elements)
-        columns = _ascii_columns(body.tobytes(), elements) if _regular(header) else None
+        claim(2 * body.nbytes, "the ASCII body")  # its bytes, and each element's lines cut from them
+        text = bytes(body)
+        _check_ascii_rows(text, elements)
+        columns = _ascii_columns(text, elements) if _regular(header) else None
+        if columns is None:  # plyfile reads ASCII row by row, a few objects per row
+            claim(sum(e.count * (_ROW_BYTES + 8 * len(e.properties)) for e in elements), "plyfile's rows")
     elif fmt in _BYTE_ORDERS:
         known = _first_row_list_lengths(body, elements, _BYTE_ORDERS[fmt])
     if columns is None:
-        rewritten = header != lines
+        # Header lines end in \n here: plyfile takes the first line's ending for all (a CRLF header after
+        # "ply\n" made it read on into the binary data).
+        rewritten = header != lines or b"\r" in source.data[:offset]
         data = ("\n".join(header) + "\n").encode("ascii") + body if rewritten else source.data
         with _stream(data, source.path if not rewritten else None, binary=fmt in _BYTE_ORDERS) as stream:
-            ply = _read_plyfile(stream, known)
-        columns = {e.name: {p.name: e[p.name] for p in e.properties} for e in ply.elements}
+            columns = _read_plyfile(stream, known, body, elements, _BYTE_ORDERS.get(fmt, "<"))
     return _points_and_faces(columns, notes)
+
+
+def _check_counts(elements: list[_Element]) -> None:
+    """Elements with lists (faces, strips) are read row by row when their lengths vary: bound the rows."""
+    for element in elements:
+        if any(count is not None for _, _, count in element.properties):
+            check_count(element.count, f"{element.name} rows", faces=True)
 
 
 def _standard_header(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -136,19 +162,119 @@ def _ascii_columns(body: bytes, elements: list[_Element]) -> dict[str, dict[str,
 
     plyfile reads ASCII row by row in Python, about 17 s for a million faces; this takes well under one.
     Values are cast to their declared types, as plyfile does; integers must be exact and in range.
+    Each element's lines are handed to ``loadtxt`` as one block of bytes: no Python object per line.
     """
-    lines, start, columns = body.decode("ascii", errors="replace").splitlines(), 0, {}
+    start, columns = 0, {}
     for element in elements:
-        block, start = lines[start : start + element.count], start + element.count
+        end = _after_lines(body, start, element.count)
+        block, start = body[start:end], end
+        width = len(block[:_SCAN_CHUNK].split(b"\n", 1)[0].split())  # values in the first row
+        what = f"{element.count:,} {element.name} rows of {width} values"
+        claim(2 * 8 * element.count * max(width, 1), what)  # the float64 table and its typed copy
         try:
-            table = np.loadtxt(block, ndmin=2, comments=None) if block else np.empty((0, 0))  # (count, T)
-        except ValueError:
-            return None
-        values = _element_columns(table, element) if len(table) == element.count else None
+            table = np.loadtxt(io.BytesIO(block), ndmin=2, comments=None) if element.count else None
+        except ValueError:  # rows of different lengths (triangles and quads), or what plyfile must name
+            table = None
+        if not element.count:
+            values = _element_columns(np.empty((0, 0)), element)
+        elif table is None:
+            values = _ragged_face_lists(block, element)
+        else:
+            values = _element_columns(table, element) if len(table) == element.count else None
         if values is None:
             return None
         columns[element.name] = values
     return columns
+
+
+def _ragged_face_lists(block: bytes, element: _Element) -> dict[str, list] | None:
+    """The face lists of an ASCII element whose rows differ in length, as [(row ids, (n, L))] per length L;
+    None unless the element has one list, of vertex indices, and every row holds what its length says.
+
+    The numbers and each line's count of values are found from the bytes, a chunk of lines at a time,
+    without a Python object per row (plyfile takes about 15 s a million rows here).
+    """
+    lists = [i for i, (_, _, count) in enumerate(element.properties) if count is not None]
+    if len(lists) != 1 or element.properties[lists[0]][0] not in _FACE_LISTS:
+        return None
+    # values (at most one per two bytes) and their offsets, row starts and lengths; one chunk's working arrays
+    claim(8 * len(block) + 32 * element.count + 40 * _SCAN_CHUNK, f"the values of {element.count:,} rows")
+    parts, start = [], 0
+    while start < len(block):
+        end = _after_lines(block, start, _CHUNK_LINES)
+        part = _parse_lines(block[start:end])
+        if part is None:
+            return None
+        parts.append(part)
+        start = end
+    values = np.concatenate([v for v, _ in parts]) if parts else np.empty(0)  # (all values,)
+    per_row = np.concatenate([n for _, n in parts]) if parts else np.empty(0, np.int64)  # (rows,)
+    if len(per_row) != element.count:
+        return None
+    before = lists[0]  # fixed values ahead of the list; the ones after it follow from the row length
+    after = len(element.properties) - before - 1
+    row_start = np.concatenate([[0], np.cumsum(per_row)[:-1]])  # (rows,)
+    lengths = values[row_start + before]  # (rows,) as the rows announce them
+    if not np.array_equal(lengths, per_row - before - 1 - after):
+        return None
+    lengths = lengths.astype(np.int64)
+    check_lengths(lengths)
+    groups = []
+    for length in np.unique(lengths):
+        ids = np.flatnonzero(lengths == length)  # (n,)
+        groups.append((ids, values[row_start[ids, None] + before + 1 + np.arange(length)]))  # (n, L)
+    return {element.properties[before][0]: groups}
+
+
+def _parse_lines(block: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """(every number of ``block`` (values,), how many each line holds (lines,)), or None for a non-number."""
+    chars = np.frombuffer(block, np.uint8)
+    space = np.isin(chars, _WHITESPACE)  # (bytes,)
+    starts = np.flatnonzero(~space & np.concatenate([[True], space[:-1]]))  # (values,) first byte of each
+    values = _integers(chars, space, starts)
+    if values is None:
+        values = _numbers(block)
+    if values is None or len(values) != len(starts):
+        return None
+    return values, _values_per_line(chars, starts)
+
+
+def _values_per_line(chars: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """How many values each line holds, from the bytes (B,) and the values' first bytes: (lines,) int64."""
+    ends = np.flatnonzero(chars == ord("\n"))  # (lines,) or one less when the last line has no newline
+    lines = len(ends) + (len(chars) > 0 and chars[-1] != ord("\n"))
+    return np.bincount(np.searchsorted(ends, starts), minlength=lines)
+
+
+def _integers(chars: np.ndarray, space: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+    """Whitespace-separated integers (face lists), parsed digit by digit with numpy, 10x faster than
+    its float parser; None when some value is not a plain integer of at most 18 digits."""
+    if not (space | ((chars >= ord("0")) & (chars <= ord("9"))) | (chars == ord("-"))).all():
+        return None
+    ends = np.flatnonzero(~space & np.concatenate([space[1:], [True]])) + 1  # (values,) one past the last
+    negative = chars[starts] == ord("-")
+    first = starts + negative
+    digits = ends - first  # (values,)
+    if len(digits) and (digits.min() < 1 or digits.max() > 18):
+        return None
+    value = np.zeros(len(starts), np.int64)
+    for k in range(int(digits.max()) if len(digits) else 0):
+        live = np.flatnonzero(digits > k)
+        digit = chars[first[live] + k].astype(np.int64) - ord("0")
+        if ((digit < 0) | (digit > 9)).any():  # a "-" inside a value
+            return None
+        value[live] = value[live] * 10 + digit
+    return np.where(negative, -value, value)
+
+
+def _numbers(block: bytes) -> np.ndarray | None:
+    """Every whitespace-separated number of ``block`` (float64), or None when one is not a number."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # numpy warns, and stops, at a non-number
+        try:
+            return np.fromstring(block, sep=" ")
+        except ValueError:
+            return None
 
 
 def _element_columns(table: np.ndarray, element: _Element) -> dict[str, np.ndarray] | None:
@@ -178,6 +304,20 @@ def _fits(values: np.ndarray, kind: str) -> bool:
             return bool((np.isfinite(values.astype(kind)) == np.isfinite(values)).all())
     info = np.iinfo(kind)
     return bool(((values == np.round(values)) & (values >= info.min) & (values <= info.max)).all())
+
+
+def _after_lines(data: bytes, start: int, count: int) -> int:
+    """The offset just after ``count`` lines from ``start`` (or the end), counted in chunks of bytes."""
+    while count > 0 and start < len(data):
+        stop = min(start + _SCAN_CHUNK, len(data))
+        found = data.count(b"\n", start, stop)
+        if found < count:
+            count, start = count - found, stop
+            continue
+        for _ in range(count):
+            start = data.index(b"\n", start, stop) + 1
+        return start
+    return len(data) if count > 0 else start
 
 
 def _check_ascii_rows(body: bytes, elements: list[_Element]) -> None:
@@ -236,23 +376,111 @@ def _stream(data: bytes, path: Path | None, *, binary: bool) -> AbstractContextM
     return stream
 
 
-def _read_plyfile(stream: BinaryIO, known: dict):
+def _read_plyfile(
+    stream: BinaryIO, known: dict, body: memoryview, elements: list[_Element], order: str
+) -> dict[str, dict]:
+    """{element: {property: values}} from plyfile; binary lists whose lengths vary from row to row are
+    walked by :func:`_walk_binary` instead of plyfile's row-by-row reader (36 s and 2.2 GB for 28 MB)."""
     import plyfile
 
     try:
         try:
-            return plyfile.PlyData.read(stream, known_list_len=known)
+            ply = plyfile.PlyData.read(stream, known_list_len=known)
         except plyfile.PlyElementParseError:
             if not known:
                 raise
-            stream.seek(0)  # a row whose lists differ from the first row's (or a cut-off file): row by row,
-            return plyfile.PlyData.read(stream)  # which says which
+            return _walk_binary(body, elements, order)  # a row whose lists differ from the first row's
     except plyfile.PlyHeaderParseError as err:
         raise ShapeError(f"unexpected PLY header line ({err})") from err
     except plyfile.PlyElementParseError as err:
         raise ShapeError(_element_error(err)) from err
     except UnicodeDecodeError as err:
         raise ShapeError("PLY data: the ASCII body holds bytes that are not text") from err
+    return {e.name: {p.name: e[p.name] for p in e.properties} for e in ply.elements}
+
+
+def _walk_binary(body: memoryview, elements: list[_Element], order: str) -> dict[str, dict]:
+    """Vertex and face columns of a binary body whose lists vary in length, without plyfile.
+
+    Elements without lists are one ``frombuffer``; rows with lists are walked once in a loop that reads only
+    their list lengths (about 1 s per million rows), and the face lists are then gathered per length with
+    numpy. Face lists come back as [(row ids (n,), values (n, L))], one entry per length L.
+    """
+    columns, offset = {}, 0
+    for element in elements:
+        if any(_UNKNOWN in (kind, count) for _, kind, count in element.properties):
+            raise ShapeError(f"unknown PLY property type in element {element.name!r}")
+        if all(count is None for _, _, count in element.properties):
+            columns[element.name], offset = _fixed_rows(body, offset, element, order)
+        else:
+            columns[element.name], offset = _list_rows(body, offset, element, order)
+    return columns
+
+
+def _fixed_rows(body: memoryview, offset: int, element: _Element, order: str) -> tuple[dict, int]:
+    row = np.dtype([(f"p{i}", order + kind) for i, (_, kind, _) in enumerate(element.properties)])
+    end = offset + element.count * row.itemsize
+    if end > body.nbytes:
+        raise ShapeError(_truncated(element, (body.nbytes - offset) // row.itemsize))
+    table = np.frombuffer(body, row, element.count, offset)  # (count,) records, no copy
+    return {name: table[f"p{i}"] for i, (name, _, _) in enumerate(element.properties)}, end
+
+
+def _list_rows(body: memoryview, offset: int, element: _Element, order: str) -> tuple[dict, int]:
+    """Walk rows with lists; return the face list (grouped by length) and the offset after the element."""
+    steps = []  # per property: (fixed bytes, None) or (item bytes, count reader)
+    for name, kind, count in element.properties:
+        size = np.dtype(kind).itemsize
+        if count is not None and count not in _STRUCT:
+            raise ShapeError(f"PLY list {name!r}: its length type must be an integer type")
+        steps.append((size, None) if count is None else (size, struct.Struct(order + _STRUCT[count])))
+    face = next((i for i, (name, _, c) in enumerate(element.properties) if name in _FACE_LISTS and c), None)
+    claim(16 * element.count, f"the list lengths of {element.count:,} {element.name} rows")
+    starts = np.empty(element.count, np.int64)  # offset of each row's face list values
+    lengths = np.empty(element.count, np.int64)
+    position, row = offset, 0
+    try:
+        for row in range(element.count):
+            for i, (size, reader) in enumerate(steps):
+                if reader is None:
+                    position += size
+                    continue
+                length = reader.unpack_from(body, position)[0]
+                if length < 0:
+                    raise ShapeError(f"PLY data: {element.name} row {row:,} has a list of {length} values")
+                position += reader.size
+                if i == face:
+                    starts[row], lengths[row] = position, length
+                position += size * length
+    except struct.error:
+        position = body.nbytes + 1
+    if position > body.nbytes:
+        raise ShapeError(_truncated(element, row))
+    if face is None:
+        return {}, position
+    name, kind, _ = element.properties[face]
+    return {name: _gather(body, starts, lengths, np.dtype(order + kind))}, position
+
+
+def _gather(body: memoryview, starts: np.ndarray, lengths: np.ndarray, kind: np.dtype) -> list:
+    """[(row ids (n,), values (n, L))] per list length L, read from the byte offsets ``starts``."""
+    raw = np.frombuffer(body, np.uint8)
+    check_lengths(lengths)
+    claim(8 * int(lengths.sum()), f"{len(lengths):,} face lists")
+    groups = []
+    for length in np.unique(lengths):
+        ids = np.flatnonzero(lengths == length)  # (n,)
+        width = int(length) * kind.itemsize  # bytes of one row's list
+        step = max(1, _GATHER_BYTES // (8 * max(width, 1)))
+        parts = [raw[starts[ids[i : i + step], None] + np.arange(width)].view(kind)  # (<= step, L)
+                 for i in range(0, len(ids), step)]
+        groups.append((ids, np.concatenate(parts) if parts else np.empty((0, int(length)), kind)))
+    return groups
+
+
+def _truncated(element: _Element, rows: int) -> str:
+    return (f"truncated PLY file: the header promises {element.count:,} {element.name} elements "
+            f"but the data ends after {rows:,}")
 
 
 def _element_error(err) -> str:
@@ -267,23 +495,33 @@ def _element_error(err) -> str:
     return f"malformed PLY data ({err})"
 
 
-def _points_and_faces(columns: dict[str, dict[str, np.ndarray]], notes: tuple[str, ...]) -> Parsed:
+def _points_and_faces(columns: dict[str, dict], notes: tuple[str, ...]) -> Parsed:
     vertex = columns.get("vertex", {})
     if not all(axis in vertex for axis in "xyz"):
         raise ShapeError("the PLY header declares no vertex element with x, y and z properties")
+    claim(24 * len(vertex["x"]), f"{len(vertex['x']):,} vertices")
     points = np.stack([np.asarray(vertex[axis], dtype=np.float64) for axis in "xyz"], axis=1)  # (N, 3)
     face = columns.get("face", {})
     key = next((k for k in _FACE_LISTS if k in face), None)
     if key is None or len(face[key]) == 0:
         return Parsed(points, None, notes)
-    return Parsed(points, triangulate(_polygons(face[key])), notes)
+    triangles = [triangulate(points, as_index(polygons, "PLY faces")) for _, polygons in _polygons(face[key])]
+    return Parsed(points, np.concatenate(triangles), notes)
 
 
-def _polygons(values: np.ndarray) -> np.ndarray | list[np.ndarray]:
-    """plyfile's list column -> (F, L) int64, or a list of 1-D int64 arrays when lengths differ."""
+def _polygons(values: np.ndarray | list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A face list column -> [(row ids (n,), polygons (n, L))], one entry per polygon length L.
+
+    plyfile gives (F, L) when memory-mapped and an object array of rows otherwise; :func:`_walk_binary`
+    gives the groups themselves.
+    """
+    if isinstance(values, list):
+        return values
     if values.dtype != object:  # memory-mapped: (F, L)
-        return as_index(values, "PLY faces")
+        check_lengths(np.array([values.shape[1]]))
+        claim(8 * values.size, f"{len(values):,} face lists")
+        return [(np.arange(len(values)), values)]
     lengths = np.fromiter((len(p) for p in values), dtype=np.int64, count=len(values))  # (F,)
-    if (lengths == lengths[0]).all():
-        return as_index(np.stack(list(values)), "PLY faces")  # (F, L)
-    return [as_index(p, "PLY faces") for p in values]
+    check_lengths(lengths)
+    return [(ids, np.stack([values[i] for i in ids])) for ids in
+            (np.flatnonzero(lengths == length) for length in np.unique(lengths))]

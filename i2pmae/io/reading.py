@@ -44,6 +44,7 @@ _PARSE_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
     RuntimeError,  # zipfile: encrypted member
+    AssertionError,  # trimesh asserts on some inconsistent files
 )
 
 

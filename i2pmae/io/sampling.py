@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..geometry import LARGE_CLOUD_CANDIDATES, farthest_point_sample, normalize_unit_sphere, random_candidates
-from .checks import Shape, to_unit_range, triangle_edges
+from .checks import Shape, double_areas, to_unit_range, triangle_edges
 from .reading import read_shape
 
 
@@ -64,13 +64,13 @@ def sample_surface(
     Returns:
         (S, 3) float64.
     """
-    origin, edge1, edge2 = triangle_edges(vertices, faces)  # (F, 3) each
-    cumulative_area = np.cumsum(np.linalg.norm(np.cross(edge1, edge2), axis=1))  # (F,), twice the areas
+    cumulative_area = np.cumsum(double_areas(vertices, faces))  # (F,), twice the areas
     target = rng.random(num_samples) * cumulative_area[-1]  # (S,)
     tri = np.minimum(np.searchsorted(cumulative_area, target, side="right"), len(faces) - 1)  # (S,)
+    origin, edge1, edge2 = triangle_edges(vertices, faces[tri])  # (S, 3) each: only the drawn triangles
     # sqrt(u) makes the barycentric point uniform over the triangle (Osada et al. 2002, Shape distributions).
     sqrt_u, v = np.sqrt(rng.random(num_samples))[:, None], rng.random(num_samples)[:, None]  # (S, 1)
-    return origin[tri] + sqrt_u * (1 - v) * edge1[tri] + sqrt_u * v * edge2[tri]  # (S, 3)
+    return origin + sqrt_u * (1 - v) * edge1 + sqrt_u * v * edge2  # (S, 3)
 
 
 def _resample_cloud(points: np.ndarray, num_points: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,6 +1,11 @@
 """Getting a file's bytes: existence and size checks, one shape file out of a .gz / .bz2 / .zip (bounded, so a
 decompression bomb is refused after at most :data:`~i2pmae.io.checks.MAX_FILE_BYTES` bytes), text decoding and
-ASCII headers."""
+ASCII headers.
+
+The file's bytes, and decompressed bytes piece by piece as they come, are claimed from the read's budget
+(:func:`~i2pmae.io.checks.claim`), so an archive implying more than the memory limit stops there. Zip member
+names are printed with control characters escaped (:func:`printable`), and a name that would leave the
+folder it is extracted to (``../x.ply``, ``/x.ply``, ``..\\x.ply``, ``C:x.ply``) is refused."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import bz2
 import codecs
 import gzip
 import io
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Collection
@@ -16,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from . import checks
-from .checks import ShapeError, check_size
+from .checks import ShapeError, check_size, claim
 
 COMPRESSED_EXTENSIONS = (".zip", ".gz", ".bz2")
 MAX_HEADER_LINES = 200  # PLY/PCD header lines read before a file is declared not to be one
@@ -29,6 +35,11 @@ _STREAM_NAMES = {".gz": "gzip", ".bz2": "bzip2"}
 _DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, ValueError)
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _ZIP_JUNK_FOLDER = "__MACOSX"  # resource forks that macOS archivers add
+_READ_CHUNK = 2**20  # decompressed bytes read, then claimed, at a time
+_ZIP_ENTRY = b"PK\x01\x02"  # signature of a central directory entry: zipfile parses one Python object each
+_ZIP_ENTRY_BYTES = 512  # memory of one parsed entry (ZipInfo, its name, the name index), rounded up
+_MAX_ZIP_ENTRIES = 10_000  # a zip of one shape file and its materials; zipfile takes ~11 µs per entry
+_DRIVE = re.compile(r"^[A-Za-z]:")  # a Windows drive letter
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,7 @@ def _read_file(path: Path) -> bytes:
         if size == 0:
             raise ShapeError("the file is empty")
         check_size(size, "the file")
+        claim(size, "the file")
         return path.read_bytes()
     except FileNotFoundError as err:
         raise ShapeError(f"no such file ({path})") from err
@@ -81,49 +93,82 @@ def _read_file(path: Path) -> bytes:
 
 
 def _read_bounded(stream: BinaryIO, what: str) -> bytes:
-    """Decompress at most MAX_FILE_BYTES + 1 bytes from ``stream``: a bomb is refused, never inflated."""
+    """Decompress at most MAX_FILE_BYTES + 1 bytes from ``stream``, claiming each piece before keeping it: a
+    bomb is refused, never inflated."""
     limit = checks.MAX_FILE_BYTES
+    out = io.BytesIO()  # grows in place; getvalue() hands over its buffer without a copy
+    while chunk := _read_piece(stream, min(_READ_CHUNK, limit + 1 - out.tell()), what):
+        claim(len(chunk), f"decompressing {what}")
+        out.write(chunk)
+    if out.tell() > limit:
+        raise ShapeError(
+            f"{what} is over {checks.format_size(limit)} once decompressed, the limit (MAX_FILE_BYTES)"
+        )
+    if not out.tell():
+        raise ShapeError(f"{what} is empty")
+    return out.getvalue()
+
+
+def _read_piece(stream: BinaryIO, size: int, what: str) -> bytes:
     try:
-        data = stream.read(limit + 1)
+        return stream.read(size)
     except _DECOMPRESS_ERRORS as err:
         raise ShapeError(f"{what} cannot be decompressed ({type(err).__name__}: {err})") from err
     except RuntimeError as err:  # zipfile: an encrypted member
         raise ShapeError(f"{what} cannot be decompressed ({err})") from err
-    if len(data) > limit:
-        raise ShapeError(
-            f"{what} is over {checks.format_size(limit)} once decompressed, the limit (MAX_FILE_BYTES)"
-        )
-    if not data:
-        raise ShapeError(f"{what} is empty")
-    return data
 
 
 def _zip_member(data: bytes, formats: Collection[str]) -> Source:
     """The one shape file inside a zip archive (other files, such as an OBJ's .mtl, are ignored)."""
+    # Every entry zipfile parses starts with the signature: their count bounds the directory's size and time.
+    entries = data.count(_ZIP_ENTRY)
+    if entries > _MAX_ZIP_ENTRIES:
+        raise ShapeError(f"the zip archive lists {entries:,} entries, over the limit of {_MAX_ZIP_ENTRIES:,}")
+    claim(entries * _ZIP_ENTRY_BYTES, "the zip archive's directory")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except _DECOMPRESS_ERRORS as err:
         raise ShapeError(f"not a zip archive ({err})") from err
     with archive:
+        unsafe = [i.filename for i in archive.infolist() if _is_unsafe(i.filename)]
+        if unsafe:
+            raise ShapeError(
+                f"the zip archive holds a member with an unsafe name ('{printable(unsafe[0])}': "
+                "it points outside the folder it would be extracted to)"
+            )
         files = [i for i in archive.infolist() if not i.is_dir() and not _is_junk(i.filename)]
         shapes = [i for i in files if PurePosixPath(i.filename).suffix.lower() in formats]
         if len(shapes) != 1:
-            names = ", ".join(i.filename for i in (shapes or files)[:5]) or "nothing"
+            names = ", ".join(printable(i.filename) for i in (shapes or files)[:5]) or "nothing"
             kind = f"{len(shapes)} shape files" if shapes else "no shape file"
             raise ShapeError(
                 f"the zip archive holds {kind} ({names}); it must hold exactly one "
                 f"(supported: {', '.join(formats)})"
             )
         info = shapes[0]
-        check_size(info.file_size, f"{info.filename!r} in the zip archive", "uncompressed")
+        name = printable(info.filename)
+        check_size(info.file_size, f"'{name}' in the zip archive", "uncompressed")
         with archive.open(info) as member:
-            content = _read_bounded(member, f"{info.filename!r} in the zip archive")
-    notes = [f"read {info.filename} from the zip archive"]
+            content = _read_bounded(member, f"'{name}' in the zip archive")
+    notes = [f"read {name} from the zip archive"]
     if len(files) > 1:
-        others = [i.filename for i in files if i is not info]
+        others = [printable(i.filename) for i in files if i is not info]
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         notes[0] += f" (ignored {len(others)} other file(s): {shown})"
     return Source(PurePosixPath(info.filename).suffix.lower(), content, None, tuple(notes))
+
+
+def printable(name: str) -> str:
+    """``name`` with its control and other non-printable characters escaped as repr writes them (a newline as
+    ``\\n``, an ANSI escape as ``\\x1b``): safe to put in a one-line message or a note."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in name)
+
+
+def _is_unsafe(name: str) -> bool:
+    """An absolute path, a drive, or a ``..`` part, with either kind of slash: extracting it would write
+    outside the target folder (zip slip)."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or bool(_DRIVE.match(name)) or ".." in parts
 
 
 def _is_junk(name: str) -> bool:
