@@ -193,12 +193,15 @@ def git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def spread(stat: dict | None) -> str:
+def spread(stat: dict) -> str:
     """mean ± std [interval] in percent."""
-    if stat is None:
-        return "–"
     low, high = 100 * stat["low"], 100 * stat["high"]
     return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def single_runs(row: dict, metric: str) -> str:
+    """The per-seed scores of a row that has no interval yet."""
+    return ", ".join(f"{100 * result[metric]:.2f} (seed {seed})" for seed, result in row["per_seed"].items())
 
 
 def difference(stat: dict) -> str:
@@ -212,9 +215,8 @@ def readme_table(record: dict) -> str:
     lines = [f"Mean ± sample std [95 % Student-t interval] over n = {len(record['seeds'])} seeds ({seeds}):",
              "", "| row | linear SVM (%) | 5-way 10-shot (%) |", "|---|---|---|"]
     for row in record["rows"]:
-        summary = row.get("summary", {})
-        lines.append(f"| {row['label']} | {spread(summary.get('svm_accuracy'))} | "
-                     f"{spread(summary.get('fewshot_5way_10shot'))} |")
+        cells = [spread(row["summary"][m]) if "summary" in row else single_runs(row, m) for m in METRICS]
+        lines.append(f"| {row['label']} | {cells[0]} | {cells[1]} |")
     lines += ["", "Paired by seed, in points (mean [95 % interval]; seeds where guided is ahead):", "",
               "| difference | linear SVM | ahead | 5-way 10-shot | ahead |", "|---|---|---|---|---|"]
     for diff in record["differences"]:
