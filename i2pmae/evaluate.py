@@ -7,8 +7,10 @@ Protocols (DESIGN.md 1.9), written so that a number can be reproduced from what 
   cross-validation on the TRAIN features only; the chosen model is refitted on all of train and scored once on
   test. The result records C, the choice of scaling, the CV accuracy and the fold setup.
 - **Few-shot** (:func:`few_shot_eval`): N-way K-shot episodes (10 folds, 20 queries per class by default);
-  per episode ``way`` classes are drawn, then ``shot + queries`` distinct shapes of each; a linear SVM with a
-  fixed C is fitted on the support set and scored on the queries. Mean and standard deviation over the folds.
+  per episode ``way`` classes are drawn, then ``shot + queries`` distinct shapes of each from one split, or
+  (the ModelNet40 protocol of Sharma & Kaul 2020) ``shot`` from a support split and ``queries`` from
+  another; a linear SVM with a fixed C is fitted on the support set and scored on the queries. Mean and
+  standard deviation over the folds; the classes left out for lack of shapes are part of the result.
 - **Linear probe** (:func:`fit_linear_probe`): multinomial logistic regression (C chosen by CV on train)
   giving class probabilities; the standardisation is folded into one linear layer so that the shipped
   classifier is just ``softmax(features @ W.T + b)``.
@@ -223,57 +225,118 @@ def few_shot_eval(
     queries: int = FEW_SHOT_QUERIES,
     seed: int = 0,
     C: float = FEW_SHOT_C,  # noqa: N803 - the SVM's name for it
+    support_features: np.ndarray | None = None,
+    support_labels: np.ndarray | None = None,
 ) -> dict:
     """N-way K-shot accuracy of a linear SVM fitted per episode on frozen features.
 
-    Episode ``f`` draws, with ``numpy.random.default_rng([seed, f])``, ``way`` classes among those with at
-    least ``shot + queries`` shapes, then ``shot + queries`` distinct shapes of each: the first ``shot`` are
-    the support set, the rest the queries. Support and queries never overlap.
+    Episode ``f`` draws, with ``numpy.random.default_rng([seed, f])``, ``way`` classes among the eligible
+    ones, then for each class its support and query shapes; a linear SVM fitted on the support set is scored
+    on the queries.
+
+    - Pooled (no ``support_*``): both come from ``features``. Eligible classes have at least
+      ``shot + queries`` shapes; ``shot + queries`` distinct shapes are drawn and the first ``shot`` are the
+      support set, so support and queries never overlap.
+    - Separate support set (``support_features`` and ``support_labels``, e.g. train while ``features`` is
+      test: the ModelNet40 few-shot protocol of Sharma & Kaul 2020): ``shot`` shapes are drawn from the
+      support set, then ``queries`` from ``features``. Eligible classes have at least ``shot`` support and
+      ``queries`` query shapes.
 
     Args:
-        features: (n, C); labels: (n,).
+        features: (n, C) query (and, pooled, support) features; labels: (n,).
+        support_features: (m, C) features the support set is drawn from; support_labels: (m,).
 
     Returns:
-        dict(mean, std, accs, way, shot, folds, queries, seed, C); accuracies in [0, 1], std over the
-        folds (ddof=0).
+        dict(mean, std, accs, way, shot, folds, queries, seed, C, pooled, eligible, excluded); accuracies in
+        [0, 1], std over the folds (ddof=0). ``eligible`` lists the labels episodes draw from; ``excluded``
+        the classes present but short of shapes, as dicts (label, support_shapes, query_shapes), where
+        pooled both counts are the class's shapes in the one set.
     """
-    x, y = _check_xy(features, labels, "few-shot")
+    query = _check_xy(features, labels, "few-shot")
+    support = query if support_features is None and support_labels is None else _check_support(
+        support_features, support_labels, query[0].shape[1])
+    pooled = support is query
     for name, value in (("way", way), ("shot", shot), ("folds", folds), ("queries", queries)):
         if int(value) < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
     if way < 2:
         raise ValueError(f"way must be at least 2 (a 1-way episode has nothing to classify), got {way}")
-    classes, counts = np.unique(y, return_counts=True)
-    eligible = classes[counts >= shot + queries]
+    eligible, excluded = few_shot_classes(support[1], query[1], shot=shot, queries=queries, pooled=pooled)
     if len(eligible) < way:
+        need = f">= {shot + queries} shapes" if pooled else f">= {shot} support and >= {queries} query shapes"
         raise ValueError(
-            f"{way}-way {shot}-shot with {queries} queries needs {way} classes with >= {shot + queries} "
-            f"shapes; this data set has {len(eligible)}"
+            f"{way}-way {shot}-shot with {queries} queries needs {way} classes with {need}; "
+            f"this data set has {len(eligible)}"
         )
     accs = [
-        _episode(x, y, eligible, way, shot, queries, np.random.default_rng([seed, fold]), C)
+        _episode(support, query, eligible, (way, shot, queries), np.random.default_rng([seed, fold]), C)
         for fold in range(folds)
     ]
     return {
         "mean": float(np.mean(accs)), "std": float(np.std(accs)), "accs": [float(a) for a in accs],
         "way": int(way), "shot": int(shot), "folds": int(folds), "queries": int(queries), "seed": int(seed),
-        "C": float(C),
+        "C": float(C), "pooled": pooled, "eligible": [int(c) for c in eligible], "excluded": excluded,
     }
 
 
+def few_shot_classes(
+    support_labels: np.ndarray, query_labels: np.ndarray, *, shot: int, queries: int, pooled: bool = False
+) -> tuple[np.ndarray, list[dict]]:
+    """Classes :func:`few_shot_eval` can draw: (eligible labels, sorted; excluded classes as dicts of
+    label, support_shapes, query_shapes). Pooled, the two label arrays are the same one set."""
+    classes = np.union1d(support_labels, query_labels)
+    in_support, in_query = _class_counts(support_labels, classes), _class_counts(query_labels, classes)
+    ok = in_query >= shot + queries if pooled else (in_support >= shot) & (in_query >= queries)
+    excluded = [{"label": int(c), "support_shapes": int(s), "query_shapes": int(q)}
+                for c, s, q in zip(classes[~ok], in_support[~ok], in_query[~ok], strict=True)]
+    return classes[ok], excluded
+
+
+def _class_counts(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Shapes of each of ``classes`` (sorted, a superset of the labels) in ``labels``; not bincount, which
+    is sized by the largest label."""
+    present, counts = np.unique(labels, return_counts=True)
+    out = np.zeros(len(classes), dtype=np.int64)
+    out[np.searchsorted(classes, present)] = counts
+    return out
+
+
+def _check_support(
+    features: np.ndarray | None, labels: np.ndarray | None, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked (features, labels) of a separate support set, as wide as the query features."""
+    if features is None or labels is None:
+        raise ValueError("a separate few-shot support set needs both support_features and support_labels")
+    x, y = _check_xy(features, labels, "few-shot support")
+    if x.shape[1] != width:
+        raise ValueError(f"support and query features differ in width: {x.shape[1]} vs {width}")
+    return x, y
+
+
 def _episode(
-    x: np.ndarray, y: np.ndarray, eligible: np.ndarray, way: int, shot: int, queries: int,
-    rng: np.random.Generator, c: float,
+    support: tuple[np.ndarray, np.ndarray], query: tuple[np.ndarray, np.ndarray], eligible: np.ndarray,
+    sizes: tuple[int, int, int], rng: np.random.Generator, c: float,
 ) -> float:
+    """Accuracy of one episode; pooled (support and queries drawn from one set) when ``support is query``."""
+    (xs, ys), (xq, yq) = support, query
+    way, shot, queries = sizes
     chosen = rng.choice(eligible, size=way, replace=False)
-    support, query = [], []
-    for cls in chosen:
-        members = rng.choice(np.flatnonzero(y == cls), size=shot + queries, replace=False)
-        support.append(members[:shot])
-        query.append(members[shot:])
-    s, q = np.concatenate(support), np.concatenate(query)
-    clf = _svm(c, True, 0).fit(x[s], y[s])
-    return float((clf.predict(x[q]) == y[q]).mean())
+    picks = [_draw(ys, yq, cls, shot, queries, rng, pooled=support is query) for cls in chosen]
+    s, q = np.concatenate([p[0] for p in picks]), np.concatenate([p[1] for p in picks])
+    clf = _svm(c, True, 0).fit(xs[s], ys[s])
+    return float((clf.predict(xq[q]) == yq[q]).mean())
+
+
+def _draw(
+    ys: np.ndarray, yq: np.ndarray, cls: int, shot: int, queries: int, rng: np.random.Generator, *,
+    pooled: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of one class's support shapes (into ``ys``) and queries (into ``yq``)."""
+    if pooled:  # one draw from the one set, so support and queries never overlap
+        members = rng.choice(np.flatnonzero(yq == cls), size=shot + queries, replace=False)
+        return members[:shot], members[shot:]
+    return (rng.choice(np.flatnonzero(ys == cls), size=shot, replace=False),
+            rng.choice(np.flatnonzero(yq == cls), size=queries, replace=False))
 
 
 def summarize(values: Sequence[float]) -> dict:

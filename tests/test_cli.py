@@ -81,6 +81,111 @@ def test_svm_and_fewshot_record_their_protocol(workspace, capsys):
     assert result["protocol"]["voting"] == "features averaged over 2 point orders (seed 0)"
 
 
+@pytest.fixture
+def split_data(tmp_path):
+    """A folder with train.npz (8 shapes of each class) and test.npz (5 spheres, 5 cubes, only 2 discs)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    points, labels = shapes(24, seed=0)
+    save_npz(root / "train.npz", points, labels, CLASSES)
+    points, labels = shapes(15, seed=1)
+    keep = np.flatnonzero(labels != 2)[:10].tolist() + np.flatnonzero(labels == 2)[:2].tolist()
+    save_npz(root / "test.npz", points[keep], labels[keep], CLASSES)
+    return root
+
+
+def _features(workspace, path):
+    """Frozen features of one data set, extracted here as the CLI does (its defaults)."""
+    from i2pmae.cli.common import load_pretrained
+    from i2pmae.data import open_dataset
+    from i2pmae.evaluate import extract_features
+
+    model, _ = load_pretrained(str(workspace / "run" / "model.safetensors"), "cpu")
+    return extract_features(model, open_dataset(path, num_points=model.cfg.num_points), progress=False)
+
+
+def _fewshot(workspace, capsys, tmp_path, *argv):
+    """Run ``fewshot`` with the workspace checkpoint: (its JSON, its last stdout line, its stderr lines
+    without the progress bars)."""
+    out = tmp_path / "fewshot.json"
+    capsys.readouterr()
+    code = main(["fewshot", "--checkpoint", str(workspace / "run" / "model.safetensors"), *argv,
+                 "--json", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    # split at \n only (splitlines also splits at \r): what follows a bar's last \r is what stays on screen
+    err = [kept for line in printed.err.split("\n") if (kept := line.split("\r")[-1].strip())]
+    return json.loads(out.read_text()), printed.out.strip().splitlines()[-1], err
+
+
+def test_fewshot_support_from_train_queries_from_test(workspace, split_data, capsys, tmp_path):
+    from i2pmae.evaluate import few_shot_eval
+
+    train, test = split_data / "train.npz", split_data / "test.npz"
+    episodes = ["--way", "2", "--shot", "3", "--queries", "4", "--folds", "3", "--seed", "5"]
+    result, line, err = _fewshot(workspace, capsys, tmp_path, "--data", str(test), "--support-data",
+                                 str(train), *episodes)
+    x_train, y_train = _features(workspace, train)
+    x_test, y_test = _features(workspace, test)
+    expected = few_shot_eval(x_test, y_test, support_features=x_train, support_labels=y_train, way=2,
+                             shot=3, queries=4, folds=3, seed=5)
+    assert result["accs"] == pytest.approx(expected["accs"]) and not result["pooled"]
+    assert "2-way 3-shot accuracy" in line and "(4 queries per class, seed 5, 2 of 3 classes eligible)" in \
+        line
+    assert f"support from {train} [train] (24 shapes), queries from {test} [test] (12 shapes)" in line
+    assert err == [f"i2pmae fewshot: warning: 1 of 3 classes excluded for lack of shapes (eligible: classes "
+                   f"with >= 3 support shapes in {train} [train] and >= 4 query shapes in {test} [test]): "
+                   "disc (8 support, 2 query shapes)"]
+    protocol = result["protocol"]
+    assert (protocol["support"]["shapes"], protocol["support"]["split"]) == (24, "train")
+    assert (protocol["data"]["shapes"], protocol["data"]["split"]) == (12, "test")
+    assert protocol["queries_per_class"] == 4 and protocol["eligible_classes"] == ["sphere", "cube"]
+    assert protocol["excluded_classes"] == [{"class": "disc", "label": 2, "support_shapes": 8,
+                                             "query_shapes": 2}]
+    assert f"support from {train} [train], queries from {test} [test]" in protocol["episodes"]
+
+    # a folder with both splits: the same episodes with --support-split
+    folder, _, _ = _fewshot(workspace, capsys, tmp_path, "--data", str(split_data), "--support-split",
+                            "train", *episodes)
+    assert folder["accs"] == result["accs"] and folder["protocol"]["support"]["split"] == "train"
+    assert folder["protocol"]["data"]["split"] == "test" and folder["protocol"]["data"]["shapes"] == 12
+
+    # fewer queries per class: every class takes part, and nothing is reported excluded
+    fewer, line, err = _fewshot(workspace, capsys, tmp_path, "--data", str(test), "--support-data",
+                                str(train), "--way", "3", "--shot", "3", "--queries", "2", "--folds", "3")
+    assert err == [] and "3 of 3 classes eligible" in line and fewer["protocol"]["excluded_classes"] == []
+
+
+def test_fewshot_default_draws_both_from_one_split_as_before(workspace, split_data, capsys, tmp_path):
+    from i2pmae.evaluate import few_shot_eval
+
+    test = split_data / "test.npz"
+    argv = ["--data", str(test), "--way", "2", "--shot", "1", "--queries", "3", "--folds", "3"]
+    result, line, err = _fewshot(workspace, capsys, tmp_path, *argv)
+    x, y = _features(workspace, test)
+    assert result["accs"] == pytest.approx(few_shot_eval(x, y, way=2, shot=1, queries=3, folds=3)["accs"])
+    assert result["pooled"] and result["protocol"]["support"] == result["protocol"]["data"]
+    assert f"support and queries from {test} [test] (12 shapes)" in line and "2 of 3 classes eligible" in line
+    assert err == ["i2pmae fewshot: warning: 1 of 3 classes excluded for lack of shapes (eligible: classes "
+                   f"with >= 4 shapes in {test} [test]): disc (2 shapes)"]
+    again, _, _ = _fewshot(workspace, capsys, tmp_path, *argv)
+    assert again["accs"] == result["accs"]  # the same seed gives the same folds
+
+
+def test_fewshot_refuses_a_support_set_that_is_the_queries_or_names_other_classes(workspace, split_data,
+                                                                                  capsys):
+    ckpt = str(workspace / "run" / "model.safetensors")
+    base = ["fewshot", "--checkpoint", ckpt, "--way", "2", "--shot", "1"]
+    # a single file is read whole whatever the split, so --support-split alone would reuse the queries
+    assert main([*base, "--data", str(split_data / "test.npz"), "--support-split", "train"]) == 2
+    assert "the support set and the queries are the same shapes" in one_line_error(capsys)
+    points, labels = shapes(6, seed=2)
+    save_npz(split_data / "other.npz", points, labels, ("a", "b", "c"))
+    assert main([*base, "--data", str(split_data / "test.npz"), "--support-data",
+                 str(split_data / "other.npz")]) == 2
+    assert "name different classes" in one_line_error(capsys)
+
+
 def test_probe_classify_encode_and_inspect(workspace, capsys, tmp_path):
     ckpt = workspace / "run" / "model.safetensors"
     assert main(["probe", "--checkpoint", str(ckpt), "--train", str(workspace / "train.npz")]) == 0

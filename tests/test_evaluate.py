@@ -118,6 +118,101 @@ def test_few_shot_separable_is_perfect_and_errors_are_clear():
         ev.few_shot_eval(x, y, way=1, shot=1)
 
 
+def test_few_shot_default_numbers_are_unchanged():
+    """Pinned from the single-split implementation before a separate support set existed."""
+    x, y = _blobs(num_classes=6, per_class=25, spread=3.0)
+    res = ev.few_shot_eval(x, y, way=3, shot=2, folds=4, queries=5, seed=7)
+    assert res["accs"] == pytest.approx([11 / 15, 12 / 15, 8 / 15, 9 / 15])
+    assert res["pooled"] and res["eligible"] == list(range(6)) and res["excluded"] == []
+
+
+class _RecordingSvm:
+    """Stands in for the SVM: records what it is fitted on and asked about; predicts the label coded in
+    feature column 1."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def fit(self, x, y):
+        self.log.append(("fit", x.copy(), y.copy()))
+        return self
+
+    def predict(self, x):
+        self.log.append(("predict", x.copy()))
+        return x[:, 1].astype(np.int64)
+
+
+def _coded(counts: dict[int, int], sign: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features (id, label) of a set with ``counts[label]`` shapes; ids are 1, 2, ... times ``sign``."""
+    labels = np.repeat(list(counts), list(counts.values()))
+    ids = sign * np.arange(1, len(labels) + 1)
+    return np.stack([ids, labels], axis=1).astype(np.float32), labels
+
+
+def _recorded_episodes(monkeypatch, support, query, **kwargs):
+    log = []
+    monkeypatch.setattr(ev, "_svm", lambda c, standardize, seed: _RecordingSvm(log))
+    res = ev.few_shot_eval(*query, support_features=support[0], support_labels=support[1], **kwargs)
+    fits = [entry[1:] for entry in log if entry[0] == "fit"]  # (support features, labels) per episode
+    predicts = [entry[1] for entry in log if entry[0] == "predict"]  # query features per episode
+    return res, fits, predicts
+
+
+def test_few_shot_draws_support_from_the_support_set_and_queries_from_the_query_set(monkeypatch):
+    support = _coded({0: 12, 1: 12, 2: 12, 3: 12}, sign=1)  # ids > 0
+    query = _coded({0: 7, 1: 7, 2: 7, 3: 7}, sign=-1)  # ids < 0
+    res, fits, predicts = _recorded_episodes(monkeypatch, support, query, way=3, shot=4, queries=6,
+                                             folds=5, seed=1)
+    assert len(fits) == len(predicts) == 5 and res["accs"] == [1.0] * 5  # queries keep their own labels
+    assert not res["pooled"] and res["excluded"] == [] and res["eligible"] == [0, 1, 2, 3]
+    for (xs, ys), xq in zip(fits, predicts, strict=True):
+        assert (xs[:, 0] > 0).all() and (xq[:, 0] < 0).all()  # never the other set
+        assert (xs[:, 1] == ys).all()  # the labels fitted are those of the support shapes drawn
+        assert len(set(xs[:, 0])) == len(xs) == 3 * 4 and len(set(xq[:, 0])) == len(xq) == 3 * 6
+        assert np.unique(ys, return_counts=True)[1].tolist() == [4, 4, 4]
+        assert set(np.unique(xq[:, 1])) == set(np.unique(ys))  # queries of the chosen classes only
+    _, fits_again, predicts_again = _recorded_episodes(monkeypatch, support, query, way=3, shot=4,
+                                                       queries=6, folds=5, seed=1)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(fits, fits_again, strict=True))  # same seed
+    assert all(np.array_equal(a, b) for a, b in zip(predicts, predicts_again, strict=True))
+    _, other, _ = _recorded_episodes(monkeypatch, support, query, way=3, shot=4, queries=6, folds=5, seed=2)
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(fits, other, strict=True))
+
+
+def test_few_shot_eligibility_counts_support_and_queries_in_their_own_sets(monkeypatch):
+    support = _coded({0: 10, 1: 10, 2: 3, 3: 10, 4: 10}, sign=1)
+    query = _coded({0: 6, 1: 6, 2: 6, 3: 2, 5: 9}, sign=-1)  # 4 only in support, 5 only in queries
+    res, fits, _ = _recorded_episodes(monkeypatch, support, query, way=2, shot=5, queries=4, folds=4)
+    assert res["eligible"] == [0, 1]
+    assert res["excluded"] == [
+        {"label": 2, "support_shapes": 3, "query_shapes": 6},
+        {"label": 3, "support_shapes": 10, "query_shapes": 2},
+        {"label": 4, "support_shapes": 10, "query_shapes": 0},
+        {"label": 5, "support_shapes": 0, "query_shapes": 9},
+    ]
+    assert all(set(ys) == {0, 1} for _, ys in fits)
+    with pytest.raises(ValueError, match="needs 3 classes with >= 5 support and >= 4 query shapes"):
+        ev.few_shot_eval(*query, support_features=support[0], support_labels=support[1], way=3, shot=5,
+                         queries=4)
+    # a class with 15 query shapes takes part once 15 queries per class are asked for
+    eligible, excluded = ev.few_shot_classes(support[1], query[1], shot=3, queries=6)
+    assert eligible.tolist() == [0, 1, 2] and [e["label"] for e in excluded] == [3, 4, 5]
+    eligible, excluded = ev.few_shot_classes(query[1], query[1], shot=3, queries=4, pooled=True)
+    assert eligible.tolist() == [5] and excluded[0] == {"label": 0, "support_shapes": 6, "query_shapes": 6}
+
+
+def test_few_shot_separate_support_set_with_a_real_svm_and_its_errors():
+    x, y = _blobs(num_classes=5, per_class=40, spread=0.05)
+    train, test = np.arange(len(y)) % 2 == 0, np.arange(len(y)) % 2 == 1
+    res = ev.few_shot_eval(x[test], y[test], support_features=x[train], support_labels=y[train], way=5,
+                           shot=10)
+    assert res["mean"] == 1.0 and res["queries"] == ev.FEW_SHOT_QUERIES and len(res["accs"]) == 10
+    with pytest.raises(ValueError, match="both support_features and support_labels"):
+        ev.few_shot_eval(x, y, support_features=x, way=2, shot=1)
+    with pytest.raises(ValueError, match="differ in width"):
+        ev.few_shot_eval(x, y, support_features=x[:, :3], support_labels=y, way=2, shot=1)
+
+
 def test_linear_probe_folds_standardisation_into_one_layer():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

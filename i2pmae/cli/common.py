@@ -49,15 +49,25 @@ def feature_set(
     model, data: str, split: str, num_points: int | None, args: argparse.Namespace, votes: int = 1
 ):
     """(features (n, C), labels (n,), dataset) of one split of ``data`` (``votes``: see extract_features)."""
+    dataset = open_split(model, data, split, num_points, args)
+    feats, labels = split_features(model, dataset, split, args, votes)
+    return feats, labels, dataset
+
+
+def open_split(model, data: str, split: str, num_points: int | None, args: argparse.Namespace):
+    """One split of ``data`` with ``num_points`` points per shape (default: the model's)."""
     from ..data import open_dataset
+
+    return open_dataset(data, split=split, num_points=num_points or model.cfg.num_points,
+                        max_gib=args.max_gib)
+
+
+def split_features(model, dataset, split: str, args: argparse.Namespace, votes: int = 1):
+    """(features (n, C), labels (n,)) of an opened split, with the ``--pool`` / ``--batch-size`` options."""
     from ..evaluate import extract_features
 
-    dataset = open_dataset(data, split=split, num_points=num_points or model.cfg.num_points,
-                           max_gib=args.max_gib)
-    feats, labels = extract_features(model, dataset, pool=args.pool, batch_size=args.batch_size,
-                                     device=resolve_device(args.device), desc=f"{split} features",
-                                     votes=votes)
-    return feats, labels, dataset
+    return extract_features(model, dataset, pool=args.pool, batch_size=args.batch_size,
+                            device=resolve_device(args.device), desc=f"{split} features", votes=votes)
 
 
 def data_record(path: str, split: str, dataset) -> dict:

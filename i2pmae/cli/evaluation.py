@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+import numpy as np
 
 from .common import (
     DEFAULT_CHECKPOINT,
@@ -15,8 +18,10 @@ from .common import (
     data_record,
     feature_set,
     load_pretrained,
+    open_split,
     resolve_device,
     shape_points,
+    split_features,
     write_json,
 )
 
@@ -92,12 +97,21 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("fewshot", help="N-way K-shot linear SVM on frozen features, mean +- std over folds")
     add_eval_options(p)
-    p.add_argument("--data", required=True, help="data set the episodes are drawn from")
-    p.add_argument("--split", default="test", choices=("train", "test"), help="split of a folder data set")
+    p.add_argument("--data", required=True,
+                   help="data set the queries (and, without --support-*, the support set) are drawn from")
+    p.add_argument("--split", default="test", choices=("train", "test"),
+                   help="split of a folder data set (of the queries, with --support-*)")
+    p.add_argument("--support-data", default=None,
+                   help="draw the support set from this data set instead (e.g. train.npz, with --data "
+                        "test.npz: the ModelNet40 few-shot protocol); default: from --data")
+    p.add_argument("--support-split", default=None, choices=("train", "test"),
+                   help="draw the support set from this split (of --support-data, else of the --data "
+                        "folder); default: train when --support-data is given")
     p.add_argument("--way", type=int, required=True)
     p.add_argument("--shot", type=int, required=True)
     p.add_argument("--folds", type=int, default=FEW_SHOT_FOLDS)
-    p.add_argument("--queries", type=int, default=FEW_SHOT_QUERIES, help="query shapes per class")
+    p.add_argument("--queries", type=int, default=FEW_SHOT_QUERIES,
+                   help="query shapes per class; classes with fewer are excluded, with a warning")
     p.add_argument("--seed", type=int, default=0)
     add_votes(p)
     p.set_defaults(func=cmd_fewshot)
@@ -107,22 +121,103 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     from ..evaluate import few_shot_eval
 
     model, metadata = load_pretrained(args.checkpoint, resolve_device(args.device))
-    feats, labels, dataset = feature_set(model, args.data, args.split, args.num_points, args, args.votes)
+    query_set = open_split(model, args.data, args.split, args.num_points, args)
+    source = _support_source(args)
+    support = {}
+    if source is not None:  # both sets are opened and checked before any feature is extracted
+        support_set = open_split(model, *source, args.num_points, args)
+        _check_support_set(support_set, query_set)
+    feats, labels = split_features(model, query_set, args.split, args, args.votes)
+    if source is not None:  # features extracted once per split
+        x, y = split_features(model, support_set, source[1], args, args.votes)
+        support = {"support_features": x, "support_labels": y}
     result = few_shot_eval(feats, labels, way=args.way, shot=args.shot, folds=args.folds,
-                           queries=args.queries, seed=args.seed)
+                           queries=args.queries, seed=args.seed, **support)
+    query_record = data_record(args.data, args.split, query_set)
+    support_record = query_record if source is None else data_record(*source, support_set)
     protocol = {"checkpoint": checkpoint_record(args.checkpoint, metadata),
-                "data": data_record(args.data, args.split, dataset), "feature": f"{args.pool}-pool",
-                "voting": _voting(args.votes),
+                **_episode_protocol(args, result, query_set.classes, support_record, query_record),
+                "feature": f"{args.pool}-pool", "voting": _voting(args.votes),
                 "classifier": f"standardised sklearn LinearSVC, C={result['C']:g}, fitted per episode",
-                "episodes": f"{args.folds} folds, {args.way}-way {args.shot}-shot, {args.queries} queries "
-                            "per class, numpy default_rng([seed, fold])",
                 "seed": args.seed}
+    _warn_excluded(protocol)
     print(f"fewshot: {args.way}-way {args.shot}-shot accuracy {PERCENT * result['mean']:.2f} +- "
           f"{PERCENT * result['std']:.2f} % over {args.folds} folds ({args.queries} queries per class, seed "
-          f"{args.seed}) | {args.checkpoint} | {args.data} [{args.split}] ({len(dataset)} shapes, "
-          f"{dataset.num_points} points, {_voting(args.votes)})")
+          f"{args.seed}, {_eligible_count(protocol)} classes eligible) | {args.checkpoint} | "
+          f"{_draws(protocol, shapes=True)}, {query_set.num_points} points, {_voting(args.votes)}")
     write_json(args.json, {**result, "protocol": protocol})
     return 0
+
+
+def _support_source(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(data, split) of a separate support set; None when support and queries come from one split."""
+    if args.support_data is None and args.support_split is None:
+        return None
+    return args.support_data or args.data, args.support_split or "train"
+
+
+def _check_support_set(support_set, query_set) -> None:
+    """Refuse a support set whose labels mean other classes, or that is the query set itself."""
+    if support_set.classes != query_set.classes:
+        raise ValueError(f"the support set ({support_set.source}) and the queries ({query_set.source}) "
+                         "name different classes; both must use the same class list")
+    if (support_set.source == query_set.source and np.array_equal(support_set.labels, query_set.labels)
+            and support_set.names == query_set.names):
+        raise ValueError(f"the support set and the queries are the same shapes of {query_set.source} (a "
+                         "single file, or class folders without train/test sub-folders, is read whole "
+                         "whatever the split): pass the support set's own data with --support-data")
+
+
+def _episode_protocol(args: argparse.Namespace, result: dict, classes: list[str], support: dict,
+                      query: dict) -> dict:
+    """Where episodes draw from and which classes can take part (``data`` is the queries' split)."""
+    pooled = result["pooled"]
+    if pooled:
+        rule = f"classes with >= {args.shot + args.queries} shapes in {_where(query)}"
+    else:
+        rule = (f"classes with >= {args.shot} support shapes in {_where(support)} and >= {args.queries} "
+                f"query shapes in {_where(query)}")
+    protocol = {"data": query, "support": support, "pooled": pooled, "queries_per_class": args.queries,
+                "eligibility": rule, "eligible_classes": [classes[c] for c in result["eligible"]],
+                "excluded_classes": [{"class": classes[e["label"]], **e} for e in result["excluded"]]}
+    protocol["episodes"] = (f"{args.folds} folds, {args.way}-way {args.shot}-shot, {args.queries} queries "
+                            f"per class, {_draws(protocol)}, numpy default_rng([seed, fold])")
+    return protocol
+
+
+def _warn_excluded(protocol: dict) -> None:
+    """One stderr line naming the classes left out for lack of shapes: never drop them silently."""
+    excluded = protocol["excluded_classes"]
+    if not excluded:
+        return
+    pooled = protocol["pooled"]
+    listed = ", ".join(f"{e['class']} ({e['query_shapes']} shapes)" if pooled else
+                       f"{e['class']} ({e['support_shapes']} support, {e['query_shapes']} query shapes)"
+                       for e in excluded)
+    print(f"i2pmae fewshot: warning: {len(excluded)} of {_class_total(protocol)} classes excluded for lack "
+          f"of shapes (eligible: {protocol['eligibility']}): {listed}", file=sys.stderr)
+
+
+def _draws(protocol: dict, *, shapes: bool = False) -> str:
+    """'support from A [train], queries from B [test]', or 'support and queries from B [test]'."""
+    def where(record: dict) -> str:
+        return f"{_where(record)} ({record['shapes']} shapes)" if shapes else _where(record)
+
+    if protocol["pooled"]:
+        return f"support and queries from {where(protocol['data'])}"
+    return f"support from {where(protocol['support'])}, queries from {where(protocol['data'])}"
+
+
+def _where(record: dict) -> str:
+    return f"{record['path']} [{record['split']}]"
+
+
+def _class_total(protocol: dict) -> int:
+    return len(protocol["eligible_classes"]) + len(protocol["excluded_classes"])
+
+
+def _eligible_count(protocol: dict) -> str:
+    return f"{len(protocol['eligible_classes'])} of {_class_total(protocol)}"
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ STL (binary; ASCII)           trimesh, after our size / triangle-count checks; A
 glTF / GLB                    trimesh (every mesh, node transforms applied), after our length and  ``gltf``
                               embedded-buffer checks
 OBJ, OFF                      our parsers (no library is strict: see ``meshes``), chunked numpy    ``meshes``
-polygons of 4+ corners        fan when convex, ear clipping (mapbox-earcut) when concave           ``polygons``
+polygons of 4+ corners        a fan when convex, ear clipping (mapbox-earcut) when concave        ``polygons``
 PCD (ASCII, binary, binary_   our header parser; numpy for the data, python-lzf for LZF (see       ``pcd``
 compressed)                   ``pcd`` for what open3d and pypcd4 get wrong)
 XYZ / TXT, NPY, NPZ           numpy (``loadtxt``; ``allow_pickle=False``)                          ``tables``
