@@ -166,7 +166,7 @@ def validated(parsed: Parsed, notes: Sequence[str] = ()) -> Shape:
     check_count(len(points), noun)
     if faces is not None:
         faces = np.ascontiguousarray(faces, dtype=np.int64)
-        _check_face_indices(faces, len(points))
+        check_face_indices(faces, len(points))
     finite = np.isfinite(points).all(axis=1)  # (N,)
     if not finite.all():
         points, faces, note = _drop_non_finite(points, faces, finite, noun)
@@ -209,7 +209,8 @@ def _check_distinct(points: np.ndarray, notes: Sequence[str]) -> None:
         )
 
 
-def _check_face_indices(faces: np.ndarray, num_vertices: int) -> None:
+def check_face_indices(faces: np.ndarray, num_vertices: int) -> None:
+    """Every index of ``faces`` (any shape) is a vertex: 0 .. num_vertices - 1."""
     low, high = int(faces.min()), int(faces.max())
     if low < 0 or high >= num_vertices:
         bad = low if low < 0 else high

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .checks import ShapeError, claim, to_unit_range
+from .checks import ShapeError, check_face_indices, claim, to_unit_range
 
 MAX_POLYGON_VERTICES = 2**20  # a face with more vertex indices is refused
 # A face that must be ear-clipped with more vertex indices is refused: earcut's time grows about as L^2 on
@@ -77,7 +77,7 @@ def triangulate(vertices: np.ndarray, polygons: np.ndarray | Sequence[np.ndarray
         for begin in range(0, len(rows), step):
             chunk = rows[begin : begin + step]
             polys = _take(polygons, chunk)  # (n, L)
-            _check_indices(polys, len(vertices))
+            check_face_indices(polys, len(vertices))
             has_gaps |= _triangulate_chunk(vertices, polys, starts[chunk], out)
     return _without_gaps(out) if has_gaps else out
 
@@ -143,16 +143,6 @@ def _take(polygons: np.ndarray | Sequence[np.ndarray], rows: np.ndarray) -> np.n
     if taken.dtype.kind not in "iu":
         raise ShapeError(f"vertex indices must be integers, got {taken.dtype}")
     return taken.astype(np.int64, copy=False)
-
-
-def _check_indices(polys: np.ndarray, num_vertices: int) -> None:
-    low, high = int(polys.min()), int(polys.max())
-    if low < 0 or high >= num_vertices:
-        bad = low if low < 0 else high
-        raise ShapeError(
-            f"a face refers to vertex {bad}, but the file has {num_vertices:,} vertices "
-            f"(valid indices 0 to {num_vertices - 1:,})"
-        )
 
 
 def _without_gaps(out: np.ndarray) -> np.ndarray:
