@@ -206,7 +206,8 @@ def single_runs(row: dict, metric: str) -> str:
 
 def difference(stat: dict) -> str:
     """+mean [interval] in points."""
-    return f"{100 * stat['mean']:+.2f} [{100 * stat['low']:+.2f}, {100 * stat['high']:+.2f}]"
+    mean, low, high = (round(100 * stat[key], 2) + 0.0 for key in ("mean", "low", "high"))  # no "-0.00"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def readme_table(record: dict) -> str:
