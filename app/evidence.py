@@ -212,7 +212,7 @@ def _difference_name(record: dict, diff: dict) -> str:
 
 def _points(value: float) -> str:
     """A difference of accuracies in signed points, with a true minus sign."""
-    return f"{100 * value:+.2f}".replace("-", "−")
+    return f"{round(100 * value, 2) + 0.0:+.2f}".replace("-", "−")  # + 0.0: no "−0.00" for a tiny negative
 
 
 def excludes_zero(stat: dict) -> bool:
