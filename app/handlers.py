@@ -19,10 +19,13 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
+from i2pmae.bounded import BoundedRunError
 from i2pmae.explore import EXPLORER_CONFIG, draw_mask_pair, mask_stats, paper_model
 from i2pmae.io import ShapeError
+from i2pmae.model import Reconstruction
+from i2pmae.surface import DEFAULT_SURFACE_METHOD
 
-from . import evaluation, evidence, figures, guidance, reconstruction
+from . import evaluation, evidence, figures, guidance, reconstruction, rendering
 from .cache import LRUCache
 from .paths import ASSETS_DIR, MANIFEST_PATH
 from .resources import DEFAULT_TEACHER, InvalidInput, Unavailable, get_model, get_teacher
@@ -46,7 +49,7 @@ DEFAULT_SHOTS = 5
 MIN_SHOTS, MAX_SHOTS = evaluation.MIN_SHOTS, evaluation.MAX_SHOTS
 RECONSTRUCTION_CACHE_SIZE = 64
 
-_reconstructions: LRUCache[tuple[go.Figure, str]] = LRUCache(RECONSTRUCTION_CACHE_SIZE)
+_reconstructions: LRUCache[tuple[go.Figure, str, Reconstruction]] = LRUCache(RECONSTRUCTION_CACHE_SIZE)
 
 
 class ExploreResult(NamedTuple):
@@ -191,12 +194,76 @@ def reconstruct(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: 
     except Unavailable as err:
         return figures.message_figure(str(err)), f"**{err}**"
     with user_errors():
+        figure, text, _ = _reconstruction(analyse(shape_file, num_points, seed, teacher), checkpoint, model,
+                                          mask_ratio, log10_tau, mask_seed)
+    return figure, text
+
+
+def _reconstruction(result: AnalysedShape, checkpoint, model, mask_ratio: float, log10_tau: float,
+                    mask_seed: int) -> tuple[go.Figure, str, Reconstruction]:
+    """The reconstruction panel's figure and text, and the reconstruction itself (cached)."""
+    ratio, tau = check_mask_ratio(mask_ratio), tau_from_log10(log10_tau)
+    key = (*result.key, ratio, tau, int(mask_seed), checkpoint)
+    return _reconstructions.get_or_compute(key, lambda: reconstruction.reconstruct(
+        model, result.analysis, mask_ratio=ratio, temperature=tau, seed=int(mask_seed)))
+
+
+class SurfaceResult(NamedTuple):
+    """The surfaces panel: each reconstruction's surface for the 3D viewers, the downloads, a sentence."""
+
+    random: str | None
+    guided: str | None
+    downloads: list[str] | None
+    text: str
+
+
+def surface(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
+            teacher: str = DEFAULT_TEACHER, mask_ratio: float = DEFAULT_MASK_RATIO,
+            log10_tau: float = DEFAULT_LOG10_TAU, mask_seed: int = 0) -> SurfaceResult:
+    """A surface from each reconstruction, as .glb for the viewers and .ply / .glb to download (the
+    ``/surface`` endpoint); without a checkpoint, or when Open3D fails, a sentence saying why."""
+    try:
+        checkpoint, model = get_model()
+    except Unavailable as err:
+        return SurfaceResult(None, None, None, f"**{err}**")
+    with user_errors():
         result = analyse(shape_file, num_points, seed, teacher)
-        ratio, tau = check_mask_ratio(mask_ratio), tau_from_log10(log10_tau)
-        key = (result.shape.digest, len(result.shape.points), int(seed), teacher, ratio, tau, int(mask_seed),
-               checkpoint)
-        return _reconstructions.get_or_compute(key, lambda: reconstruction.reconstruct(
-            model, result.analysis, mask_ratio=ratio, temperature=tau, seed=int(mask_seed)))
+        _, _, rec = _reconstruction(result, checkpoint, model, mask_ratio, log10_tau, mask_seed)
+    key = ("surface", *result.key, mask_ratio, log10_tau, int(mask_seed), checkpoint)
+    try:
+        made = rendering.surfaces(rec, rendering.request_folder(key))
+    except (BoundedRunError, ValueError) as err:
+        return SurfaceResult(None, None, None, f"**No surface: {err}.**")
+    views = {files.kind: files.view for files in made}
+    downloads = [path for files in made for path in files.downloads]
+    return SurfaceResult(views["random"], views["guided"], downloads,
+                         rendering.surface_markdown(made, DEFAULT_SURFACE_METHOD))
+
+
+class RenderResult(NamedTuple):
+    """The Open3D stills: (path, caption) each, and a note when there are none."""
+
+    stills: list[tuple[str, str]]
+    note: str
+
+
+def renders(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int = 0,
+            teacher: str = DEFAULT_TEACHER, level_tokens: int = DEFAULT_LEVEL,
+            mask_ratio: float = DEFAULT_MASK_RATIO, log10_tau: float = DEFAULT_LOG10_TAU,
+            mask_seed: int = 0) -> RenderResult:
+    """Open3D renders of the shape, both masks and (with a checkpoint) both reconstructions (the
+    ``/renders`` endpoint), or a note saying why Open3D could not render them."""
+    with user_errors():
+        result = analyse(shape_file, num_points, seed, teacher)
+        level, ratio, tau = level_index(level_tokens), check_mask_ratio(mask_ratio), tau_from_log10(log10_tau)
+        masks = draw_mask_pair(paper_model(), result.analysis, mask_ratio=ratio, temperature=tau,
+                               seed=int(mask_seed))
+        checkpoint, model, _ = _model_or_message()
+        rec = None if model is None else _reconstruction(result, checkpoint, model, ratio, log10_tau,
+                                                         mask_seed)[2]
+    key = ("renders", *result.key, level, ratio, tau, int(mask_seed), checkpoint)
+    return RenderResult(*rendering.stills(result.shape.name, result.analysis, masks, level, rec,
+                                          rendering.request_folder(key)))
 
 
 class GuidanceResult(NamedTuple):
@@ -313,11 +380,12 @@ def teacher_note(status: dict[str, str]) -> str:
 
 def cleared() -> tuple:
     """Blank panels after the shape is removed: explore, reconstruction, classification (and novelty),
-    guidance, spread."""
+    guidance, spread, surfaces, renders."""
     blank = figures.message_figure("no shape yet")
     result = ExploreResult("Pick a shape from the gallery or upload one.", blank, None, blank, blank, blank,
                            blank, "")
-    return (*result, blank, "", None, "", None, *GuidanceResult(blank, blank, ""), blank, blank)
+    return (*result, blank, "", None, "", None, *GuidanceResult(blank, blank, ""), blank, blank,
+            *SurfaceResult(None, None, None, ""), *RenderResult([], ""))
 
 
 # ----------------------------------------------------------------------------------- classification

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from i2pmae.explore import MASK_KINDS, draw_mask_pair, reconstruct_pair, retokenise, same_tokens
-from i2pmae.model import I2PMAE, Analysis
+from i2pmae.explore import MASK_KINDS, reconstruct_shape, reconstruction_metrics, same_tokens
+from i2pmae.model import I2PMAE, Analysis, Reconstruction
+from i2pmae.scene import reconstruction_parts
 
 from . import figures
 
@@ -27,22 +28,29 @@ def tokenisation_note(analysis: Analysis, model: I2PMAE) -> str:
             f"drawn on its own {model.cfg.num_centers[-1]} top tokens with the same ratio, τ and seed.")
 
 
+def metrics_markdown(rec: Reconstruction) -> str:
+    """Chamfer-L2 per token (the training loss) and the shape-level completion metrics, per mask."""
+    metrics = [reconstruction_metrics(rec)[kind] for kind in MASK_KINDS]
+    threshold = metrics[0]["threshold"]
+    rows = [("Chamfer-L2 per token (the loss) ↓", [f"**{m['chamfer_l2_per_token']:.3e}**" for m in metrics]),
+            ("Chamfer-L2, all masked points ↓", [f"{m['chamfer_l2']:.3e}" for m in metrics]),
+            ("Hausdorff distance ↓", [f"{m['hausdorff']:.3f}" for m in metrics]),
+            (f"F-score at d = {threshold:g} ↑", [f"{m['fscore']:.3f}" for m in metrics])]
+    lines = ["| | " + " | ".join(MASK_NAMES[kind] for kind in MASK_KINDS) + " |", "|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(values) + " |" for name, values in rows]
+    return "\n".join(lines)
+
+
 def reconstruct(model: I2PMAE, analysis: Analysis, *, mask_ratio: float, temperature: float,
-                seed: int) -> tuple[go.Figure, str]:
-    """Visible input, masked ground truth and prediction under each mask; Chamfer-L2 of each, as text."""
-    own = retokenise(model, analysis)
-    masks = draw_mask_pair(model, own, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
-    rec = reconstruct_pair(model, own, masks)
+                seed: int) -> tuple[go.Figure, str, Reconstruction]:
+    """Visible input, masked ground truth and prediction under each mask; the metrics as a table; the
+    reconstruction itself (for the renders and surfaces)."""
+    rec = reconstruct_shape(model, analysis, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
     panels = []
     for b, kind in enumerate(MASK_KINDS):
-        masked, visible = rec.masked_valid[b], rec.visible_valid[b]
+        parts = reconstruction_parts(rec, b)
         panels.append(figures.ReconstructionPanel(
             title=f"{MASK_NAMES[kind]}: Chamfer-L2 {float(rec.chamfer[b]):.2e}",
-            visible=rec.visible_points[b][visible].reshape(-1, 3).numpy(),  # (V_0 K_0, 3)
-            truth=rec.target_points[b][masked].reshape(-1, 3).numpy(),  # (M K_h, 3)
-            predicted=rec.pred_points[b][masked].reshape(-1, 3).numpy(),  # (M P, 3)
-        ))
-    chamfer = " · ".join(f"{MASK_NAMES[kind]}: Chamfer-L2 = **{c:.3e}**"
-                         for kind, c in zip(MASK_KINDS, rec.chamfer.tolist(), strict=True))
-    text = chamfer + " (lower is better)." + tokenisation_note(analysis, model)
-    return figures.reconstruction_figure(panels), text
+            visible=parts["visible"], truth=parts["truth"], predicted=parts["predicted"]))
+    text = metrics_markdown(rec) + "\n\n" + tokenisation_note(analysis, model).strip()
+    return figures.reconstruction_figure(panels), text.strip(), rec

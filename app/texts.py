@@ -60,7 +60,18 @@ RECONSTRUCTION = """
 **How it works.** The pre-trained encoder sees only the visible tokens; the decoder predicts the
 points of every masked token of the middle level (256 tokens in the paper). Blue: what the encoder
 saw; green: the hidden ground truth; red: the prediction. The Chamfer distance (lower is better)
-measures how far the predicted points lie from the true ones, in both directions.
+measures how far the predicted points lie from the true ones, in both directions: per token it is the
+training loss; over all masked points together it is the completion literature's Chamfer-L2. The
+Hausdorff distance is the worst miss, and the F-score the share of points within d of the other set
+(precision and recall, 1 is perfect).
+"""
+
+OPEN3D = """
+**How it works.** The same layers rendered by Open3D from one fixed camera: the shape, each mask's
+visible (blue) and masked (grey) tokens, and each reconstruction. Below, a surface is built from each
+reconstruction (the visible input together with the prediction) with Open3D; turn it in the viewer or
+download it. Open3D runs in a separate process with a time limit: if it fails, the panel says so and
+the plots above remain.
 """
 
 CLASSIFY = """

@@ -29,6 +29,9 @@ TORCH_THREADS = 1
 POINTS_STEP = 512
 GALLERY_COLUMNS = 4
 GALLERY_HEIGHT = 370  # px: three rows of thumbnails, the 12 bundled shapes
+RENDER_COLUMNS = 5  # the five Open3D stills in one row
+RENDER_HEIGHT = 190  # px: one row of thumbnails; a click enlarges one
+SURFACE_HEIGHT = 320
 PLOT_SCALE, NOTE_SCALE = 3, 1
 TITLE = "I2P-MAE Explorer"
 EVIDENCE_TITLE = "Evidence: does 2D-guided masking help here?"
@@ -144,6 +147,19 @@ def build_demo() -> gr.Blocks:
         with _panel(texts.SPREAD):
             boxes = gr.Plot(label="Chamfer-L2 over many mask draws", elem_id="chamfer-boxes")
             sweep = gr.Plot(label="saliency kept and Chamfer-L2 against τ", elem_id="tau-sweep")
+        with _panel(texts.OPEN3D):
+            stills = gr.Gallery(label="Open3D renders (fixed camera)", columns=RENDER_COLUMNS,
+                                height=RENDER_HEIGHT, object_fit="contain", allow_preview=True,
+                                interactive=False, elem_id="renders")
+            render_note = gr.Markdown(elem_id="render-note")
+            with gr.Row():
+                surface_random = gr.Model3D(label="surface, random mask", height=SURFACE_HEIGHT,
+                                            elem_id="surface-random")
+                surface_guided = gr.Model3D(label="surface, 2D-guided mask", height=SURFACE_HEIGHT,
+                                            elem_id="surface-guided")
+            surface_downloads = gr.File(label="download the surfaces (PLY, GLB)", file_count="multiple",
+                                        interactive=False, elem_id="surface-files")
+            surface_text = gr.Markdown(elem_id="surface-text")
         with gr.Accordion(EVIDENCE_TITLE, open=True, elem_id="evidence"), _panel(texts.EVIDENCE):
             evidence_plot = gr.Plot(label="accuracy per seed, and guided − random paired by seed",
                                     elem_id="evidence-plot")
@@ -181,6 +197,9 @@ def build_demo() -> gr.Blocks:
         mask_outputs = [token_saliency, masks, stats]
         reconstruct_inputs = shape_inputs + [mask_ratio, log10_tau, mask_seed]
         reconstruct_outputs = [reconstruction, reconstruction_text]
+        render_inputs = shape_inputs + mask_inputs
+        render_outputs = [stills, render_note]
+        surface_outputs = [surface_random, surface_guided, surface_downloads, surface_text]
         classify_outputs = [label, classify_text, novelty_json]
         guidance_inputs = shape_inputs + [level, mask_ratio, log10_tau]
         guidance_outputs = [visibility, rank_chart, guidance_numbers]
@@ -190,14 +209,18 @@ def build_demo() -> gr.Blocks:
             return {"api_name": name} if name else {"api_visibility": "private"}
 
         def then_measure(event, named: bool = False):
-            """After the one-draw panels: the sampler over many draws, then Chamfer-L2 over many masks."""
+            """After the one-draw panels: the sampler over many draws, then Chamfer-L2 over many masks, then
+            the Open3D panel (surfaces and stills, each made in a bounded child process)."""
             (event.success(handlers.guidance_panels, guidance_inputs, guidance_outputs,
                            **endpoint(named and "guidance"))
              .success(handlers.chamfer_boxes, spread_inputs, boxes, **endpoint(named and "chamfer_spread"))
-             .success(handlers.tau_sweep, spread_inputs, sweep, **endpoint(named and "tau_sweep")))
+             .success(handlers.tau_sweep, spread_inputs, sweep, **endpoint(named and "tau_sweep"))
+             .success(handlers.surface, reconstruct_inputs, surface_outputs, **endpoint(named and "surface"))
+             .success(handlers.renders, render_inputs, render_outputs, **endpoint(named and "renders")))
 
         def run_explore(event, **kwargs):
-            """Analysis panels first, then the reconstruction, the class confidences and the measurements."""
+            """Analysis panels first, then the reconstruction, the class confidences, the measurements and
+            the Open3D panel."""
             then_measure(event(handlers.explore, shape_inputs + mask_inputs, explore_outputs, **kwargs)
                          .success(handlers.reconstruct, reconstruct_inputs, reconstruct_outputs,
                                   api_visibility="private")
@@ -223,7 +246,8 @@ def build_demo() -> gr.Blocks:
         run_explore(gallery.select(handlers.pick_example, None, shape_file, api_visibility="private").then,
                     api_visibility="private")
         shape_file.clear(handlers.cleared, None, explore_outputs + reconstruct_outputs + classify_outputs
-                         + guidance_outputs + [boxes, sweep], api_visibility="private")
+                         + guidance_outputs + [boxes, sweep] + surface_outputs + render_outputs,
+                         api_visibility="private")
         (classify_button.click(handlers.classify, [shape_file], label, api_name="classify")
          .success(handlers.novelty, [shape_file], novelty_json, api_name="novelty"))
         demo.load(handlers.warm_up, None, None, api_visibility="private", show_progress="hidden")

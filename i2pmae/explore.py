@@ -263,6 +263,29 @@ def write_report(
     return [*written, summary_path]
 
 
+def reconstruct_shape(model: I2PMAE, analysis: Analysis, *, mask_ratio: float | None = None,
+                      temperature: float | None = None, seed: int = 0) -> Reconstruction:
+    """The model's reconstruction of one shape under the random (row 0) and the guided mask (row 1) of one
+    seed, on its own tokens (``analysis`` may come from another tokenisation: it is retokenised)."""
+    own = retokenise(model, analysis)
+    masks = draw_mask_pair(model, own, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
+    return reconstruct_pair(model, own, masks)
+
+
+def reconstruction_metrics(rec: Reconstruction) -> dict[str, dict[str, float]]:
+    """Per mask kind: the per-token Chamfer-L2 (the loss) and the shape-level completion metrics of all
+    masked points together (Chamfer-L2, Hausdorff, F-score at :data:`~i2pmae.surface.F_SCORE_THRESHOLD`)."""
+    from .scene import reconstruction_parts
+    from .surface import completion_metrics
+
+    metrics = {}
+    for row, kind in enumerate(MASK_KINDS):
+        parts = reconstruction_parts(rec, row)
+        metrics[kind] = {"chamfer_l2_per_token": float(rec.chamfer[row]),
+                         **completion_metrics(parts["predicted"], parts["truth"])}
+    return metrics
+
+
 def write_reconstructions(
     model: I2PMAE,
     analysis: Analysis,
@@ -273,22 +296,21 @@ def write_reconstructions(
     temperature: float | None = None,
     seed: int = 0,
 ) -> list[Path]:
-    """Visible points, masked ground truth and prediction under random and guided masks, as PNG and PLY.
+    """Visible points, masked ground truth and prediction under random and guided masks, as PNG and PLY,
+    and ``reconstruction.json`` with :func:`reconstruction_metrics`.
 
     ``analysis`` may come from another model's tokenisation: it is retokenised the model's way.
     """
     from . import visualize as viz
+    from .scene import reconstruction_parts
 
-    own = retokenise(model, analysis)
-    masks = draw_mask_pair(model, own, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
-    rec = reconstruct_pair(model, own, masks)
+    rec = reconstruct_shape(model, analysis, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
     tau = model.cfg.temperature if temperature is None else temperature
     out = Path(out_dir)
     written = []
     for b, kind in enumerate(MASK_KINDS):
-        visible = rec.visible_points[b][rec.visible_valid[b]].reshape(-1, 3).cpu().numpy()  # (V_0 K_0, 3)
-        truth = rec.target_points[b][rec.masked_valid[b]].reshape(-1, 3).cpu().numpy()  # (M K_h, 3)
-        pred = rec.pred_points[b][rec.masked_valid[b]].reshape(-1, 3).cpu().numpy()  # (M P, 3)
+        parts = reconstruction_parts(rec, b)
+        visible, truth, pred = parts["visible"], parts["truth"], parts["predicted"]
         label = "random" if kind == "random" else f"2D-guided (tau={tau:g})"
         written.append(viz.save_reconstruction(
             visible, truth, pred, out / f"reconstruction_{kind}.png",
@@ -298,4 +320,35 @@ def write_reconstructions(
                    viz.rgb255(viz.PREDICTED_RGB, len(pred))]
         cloud = np.concatenate([visible, truth, pred])
         written.append(viz.write_ply(out / f"reconstruction_{kind}.ply", cloud, np.concatenate(colours)))
-    return written
+    summary = {"shape": name, "mask_ratio": model.cfg.mask_ratio if mask_ratio is None else mask_ratio,
+               "temperature": tau, "seed": seed, "metrics": reconstruction_metrics(rec)}
+    summary_path = out / "reconstruction.json"
+    summary_path.write_text(json.dumps(summary, indent=2))
+    return [*written, summary_path]
+
+
+def write_renders(
+    analysis: Analysis,
+    out_dir: str | Path,
+    *,
+    name: str,
+    model: I2PMAE | None = None,
+    level: int = 1,
+    mask_ratio: float | None = None,
+    temperature: float | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """Open3D renders (``render_*.png``) of the shape, both masks at ``level`` of the explorer's tokens and,
+    with a ``model``, both reconstructions, from one fixed camera, rendered in a bounded child process.
+
+    Raises:
+        RenderError: Open3D could not render here, crashed or stalled (the figures stay the reference).
+    """
+    from .render import render_stills
+    from .scene import still_scenes
+
+    explorer = paper_model()
+    masks = draw_mask_pair(explorer, analysis, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
+    rec = None if model is None else reconstruct_shape(model, analysis, mask_ratio=mask_ratio,
+                                                       temperature=temperature, seed=seed)
+    return render_stills(still_scenes(name, analysis, masks, level, rec), out_dir)

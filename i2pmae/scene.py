@@ -9,6 +9,7 @@ mask, and each reconstruction (visible input, masked ground truth, prediction).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -128,15 +129,16 @@ def reconstruction_parts(rec: Reconstruction, row: int) -> dict[str, np.ndarray]
 
 def reconstruction_layers(rec: Reconstruction) -> list[Layer]:
     """For each mask (rows in :data:`MASK_KINDS` order, as :func:`~i2pmae.explore.reconstruct_pair` makes
-    them): the visible input, the masked ground truth and the prediction. Only the first mask's are shown
-    at first, so the two predictions do not overlap."""
+    them): the visible input, the masked ground truth and the prediction. Only the first mask's are
+    marked shown, so the two predictions do not overlap (:func:`explorer_scene` hides both at first)."""
     colours = {"visible": VISIBLE_RGB, "truth": TRUTH_RGB, "predicted": PREDICTED_RGB}
     names = {"visible": "visible input", "truth": "masked ground truth", "predicted": "prediction"}
     layers = []
     for row, kind in enumerate(MASK_KINDS):
         for part, cloud in reconstruction_parts(rec, row).items():
-            layers.append(Layer(f"{MASK_TITLES[kind]}: {names[part]}", cloud, uniform(colours[part], len(cloud)),
-                                group=f"reconstruction {kind}", shown=row == 0))
+            layers.append(Layer(f"{MASK_TITLES[kind]}: {names[part]}", cloud,
+                                uniform(colours[part], len(cloud)), group=f"reconstruction {kind}",
+                                shown=row == 0))
     return layers
 
 
@@ -163,7 +165,7 @@ def explorer_scene(title: str, analysis: Analysis, masks: MaskPair, level: int,
 
 
 def _shown(layer: Layer, shown: bool) -> Layer:
-    return Layer(layer.name, layer.points, layer.colors, layer.group, layer.triangles, layer.point_size, shown)
+    return dataclasses.replace(layer, shown=shown)
 
 
 def still_scenes(title: str, analysis: Analysis, masks: MaskPair, level: int,
@@ -176,8 +178,9 @@ def still_scenes(title: str, analysis: Analysis, masks: MaskPair, level: int,
         stills[f"render_mask_{kind}"] = Scene(f"{title}: {MASK_TITLES[kind]}",
                                               [_faint(cloud), *[m for m in mask if m.group == kind]])
     if rec is not None:
+        reconstructed = reconstruction_layers(rec)
         for layer_kind in MASK_KINDS:
-            parts = [m for m in reconstruction_layers(rec) if m.group == f"reconstruction {layer_kind}"]
+            parts = [m for m in reconstructed if m.group == f"reconstruction {layer_kind}"]
             stills[f"render_reconstruction_{layer_kind}"] = Scene(
                 f"{title}: reconstruction, {MASK_TITLES[layer_kind]}", [_shown(p, True) for p in parts])
     return stills
@@ -185,5 +188,5 @@ def still_scenes(title: str, analysis: Analysis, masks: MaskPair, level: int,
 
 def _faint(layer: Layer) -> Layer:
     """The shape as light context behind the tokens."""
-    light = uniform(MASKED_RGB, len(layer.points)) * 0.5 + 0.5
-    return Layer(layer.name, layer.points, light, layer.group, point_size=1.5)
+    light = uniform(SHAPE_RGB, len(layer.points)) * 0.5 + 0.5  # (N, 3) a lighter grey than the masked tokens
+    return dataclasses.replace(layer, colors=light, point_size=2.0)

@@ -61,6 +61,20 @@ def test_novelty_and_guidance_endpoints(client):
         assert figure["type"] == "plotly"
 
 
+def test_surface_and_renders_endpoints(client):
+    import trimesh
+
+    view_random, view_guided, downloads, text = client.predict(
+        handle_file(str(SHAPE)), 1024, 0, "efficientnet-lite0", 0.8, -3.0, 0, api_name="/surface")
+    assert text.count("triangles") == 2
+    assert sorted(Path(d).suffix for d in downloads) == [".glb", ".glb", ".ply", ".ply"]
+    for view in (view_random, view_guided):
+        assert len(trimesh.load(view, force="mesh").faces) > 100
+    stills, note = client.predict(handle_file(str(SHAPE)), 1024, 0, "efficientnet-lite0", 64, 0.8, -3.0, 0,
+                                  api_name="/renders")
+    assert (len(stills) == 5 and note == "") or (stills == [] and "Open3D rendering" in note)
+
+
 def test_a_burst_of_concurrent_requests_all_succeed(client):
     jobs = [client.submit(handle_file(str(SHAPE)), api_name="/classify") for _ in range(BURST)]
     results = [job.result(timeout=RESULT_TIMEOUT_S) for job in jobs]

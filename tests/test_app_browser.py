@@ -94,6 +94,20 @@ def _open_example(page) -> None:
     page.locator("#mask-stats table").wait_for()
 
 
+def _wait_for_renders(page) -> None:
+    """The Open3D stills in their gallery, or (where Open3D cannot render) the note that says why."""
+    from i2pmae.render import render_available
+
+    if render_available()[0]:
+        page.locator("#renders img").nth(4).wait_for(state="attached")
+        page.locator("#renders").scroll_into_view_if_needed()  # the gallery loads its images lazily
+        page.wait_for_function(  # five stills, each loaded and decoded
+            "() => [...document.querySelectorAll('#renders img')]"
+            ".filter(i => i.complete && i.naturalWidth > 0).length === 5")
+    else:
+        page.locator("#render-note", has_text="Open3D rendering").wait_for()
+
+
 def _screenshot(page, name: str, element=None) -> None:
     """Keep a full-page screenshot (or one of ``element``) when ``I2PMAE_SCREENSHOTS`` names a folder (for
     people, not asserts)."""
@@ -114,6 +128,9 @@ def test_gallery_example_renders_every_panel(page):
     page.locator("#classes", has_text="%").wait_for()
     page.locator("#classify-text", has_text="novelty score").wait_for()
     page.locator("#mesh canvas").wait_for()
+    page.locator("#surface-guided canvas").wait_for()
+    page.locator("#surface-text", has_text="triangles").wait_for()
+    _wait_for_renders(page)
     masks = page.locator("#masks .js-plotly-plot").first
     assert masks.bounding_box()["height"] > MIN_PLOT_PX  # drawn, not an empty frame
     _screenshot(page, "explorer.png")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import SMALL_SUPPORT_CLASSES, save_tiny_checkpoint, tiny_model, write_small_support
 
-from app import evaluation, figures, handlers, resources, shapes
+from app import evaluation, figures, handlers, rendering, resources, shapes
 from app import support_set as support_set_module
 from app.cache import LRUCache, file_digest
 from app.paths import MANIFEST_PATH
@@ -167,8 +167,10 @@ def test_bad_files_raise_readable_gradio_errors(tmp_path, name, content, message
 
 
 def test_clearing_the_shape_blanks_every_output():
-    # + reconstruction, classes (confidences, text, novelty), the sampler panels, the box plots and the sweep
-    expected = len(handlers.ExploreResult._fields) + 2 + 3 + len(handlers.GuidanceResult._fields) + 2
+    # + reconstruction, classes (confidences, text, novelty), the sampler panels, the box plots, the sweep,
+    # the surfaces and the renders
+    expected = (len(handlers.ExploreResult._fields) + 2 + 3 + len(handlers.GuidanceResult._fields) + 2
+                + len(handlers.SurfaceResult._fields) + len(handlers.RenderResult._fields))
     assert len(handlers.cleared()) == expected
 
 
@@ -284,6 +286,7 @@ def test_retokenise_uses_the_cached_teacher_maps():
 def test_reconstruction_with_a_checkpoint(tiny_checkpoint):
     figure, text = handlers.reconstruct(str(MESH), num_points=1024)
     assert text.count("Chamfer-L2") == 2 and "its own 32 top tokens" in text
+    assert "| Hausdorff distance ↓ |" in text and "| F-score at d = 0.05 ↑ |" in text
     assert [t.name for t in figure.data] == ["visible input", "masked ground truth", "prediction"] * 2
     visible, truth, predicted = (len(t.x) for t in figure.data[:3])
     assert truth == predicted  # P = K_h predicted points per masked token at the 256 level
@@ -434,3 +437,79 @@ def test_evidence_handlers_read_the_record_named_by_the_environment(monkeypatch,
     answer = handlers.evidence_record()
     assert answer["rows"] == record["rows"] and "only seed 0" in answer["note"]
     assert "| I2P-MAE, random mask | 90.00 | 80.00 |" in handlers.evidence_panel().table
+
+
+# ---------------------------------------------------------------------------------------------- Open3D panel
+def test_surfaces_of_both_reconstructions(tiny_checkpoint):
+    import trimesh
+
+    result = handlers.surface(str(MESH), num_points=1024, log10_tau=-3.0)
+    assert "ball pivoting" in result.text and result.text.count("triangles") == 2
+    assert sorted(Path(p).name for p in result.downloads) == [
+        "surface_guided.glb", "surface_guided.ply", "surface_random.glb", "surface_random.ply"]
+    for view in (result.random, result.guided):
+        mesh = trimesh.load(view, force="mesh")
+        assert len(mesh.faces) > 100 and np.abs(mesh.vertices).max() < 1.5  # in the unit sphere, y up
+    ply = trimesh.load(next(p for p in result.downloads if p.endswith("guided.ply")), process=False)
+    glb = trimesh.load(result.guided, force="mesh", process=False)
+    np.testing.assert_allclose(ply.vertices @ shapes.Z_UP_TO_Y_UP.T, glb.vertices, atol=1e-5)
+
+
+def test_surface_without_a_checkpoint_says_so():
+    result = handlers.surface(str(MESH), num_points=1024)
+    assert result.random is result.guided is result.downloads is None
+    assert "No checkpoint found at" in result.text
+
+
+def test_a_failing_surface_child_is_reported_not_raised(tiny_checkpoint, monkeypatch):
+    from i2pmae.bounded import BoundedRunError
+
+    def crash(*args, **kwargs):
+        raise BoundedRunError("building the surfaces crashed (SIGSEGV)")
+
+    monkeypatch.setattr(rendering, "run_bounded", crash)
+    result = handlers.surface(str(MESH), num_points=1024)
+    assert result.random is None and "No surface: building the surfaces crashed (SIGSEGV)" in result.text
+
+
+def test_renders_fall_back_to_a_note_when_open3d_fails(monkeypatch):
+    from i2pmae.render import RenderError
+
+    def fail(*args, **kwargs):
+        raise RenderError("Open3D rendering took longer than 30 s and was stopped")
+
+    monkeypatch.setattr(rendering, "render_stills", fail)
+    result = handlers.renders(str(MESH), num_points=1024)
+    assert result.stills == [] and "took longer than 30 s" in result.note and "plots above" in result.note
+
+
+def _skip_unless_open3d_renders():
+    from i2pmae.render import render_available
+
+    available, reason = render_available()
+    if not available:
+        pytest.skip(reason)
+
+
+def test_renders_of_the_shape_masks_and_reconstructions(tiny_checkpoint):
+    _skip_unless_open3d_renders()
+    result = handlers.renders(str(MESH), num_points=1024, log10_tau=-3.0)
+    assert [c for _, c in result.stills] == list(rendering.STILL_CAPTIONS.values()) and result.note == ""
+    for path, _ in result.stills:
+        assert Path(path).stat().st_size > 1000
+    with pytest.raises(gr.Error, match="level must be one of"):
+        handlers.renders(str(MESH), num_points=1024, level_tokens=100)
+
+
+def test_renders_without_a_checkpoint_show_the_shape_and_masks():
+    _skip_unless_open3d_renders()
+    result = handlers.renders(str(CLOUD), num_points=1024)
+    assert [c for _, c in result.stills] == ["the shape", "random mask", "2D-guided mask"]
+
+
+def test_request_folders_are_bounded(monkeypatch, tmp_path):
+    monkeypatch.setattr(shapes, "_output_dir", tmp_path)
+    monkeypatch.setattr(rendering, "MAX_FOLDERS", 3)
+    folders = [rendering.request_folder(("key", i)) for i in range(5)]
+    assert sorted(p.name for p in (tmp_path / "open3d").iterdir()) == sorted(f.name for f in folders[-3:])
+    assert rendering.request_folder(("key", 4)) == folders[-1]  # same key, same folder

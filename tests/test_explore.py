@@ -123,6 +123,17 @@ def test_cli_explore_writes_pictures(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     top = summary["levels"][2]["tau=1"]
     assert top["tokens"] == 64 and top["visible_random"] == top["visible_guided"] == 13
+    metrics = json.loads((tmp_path / "reconstruction.json").read_text())["metrics"]
+    for kind in ("random", "guided"):
+        m = metrics[kind]
+        assert 0 < m["chamfer_l2"] and 0 < m["hausdorff"] < 2 and 0 <= m["fscore"] <= 1 and m["threshold"] > 0
+    assert "F-score@0.05" in capsys.readouterr().err
+    from i2pmae.render import render_available
+
+    if render_available()[0]:  # else the note on stderr says why, and the figures stand
+        renders = {f"render_{stem}.png" for stem in ("shape", "mask_random", "mask_guided",
+                                                     "reconstruction_random", "reconstruction_guided")}
+        assert renders <= names
 
 
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="needs the shipped checkpoint")
@@ -146,6 +157,21 @@ def test_cli_explore_runs_the_teacher_and_loads_the_shape_once(tmp_path, monkeyp
     assert (tmp_path / "reconstruction_guided.ply").is_file()
 
 
+def test_cli_explore_without_open3d_rendering_keeps_the_figures(tmp_path, capsys, monkeypatch):
+    from i2pmae import render
+
+    def fail(*args, **kwargs):
+        raise render.RenderError("Open3D rendering crashed (SIGSEGV)")
+
+    monkeypatch.setattr(render, "render_stills", fail)
+    shape = os.path.join(ASSETS, "toilet_0001.npy")
+    assert main(["explore", shape, "--out", str(tmp_path), "--num-points", "1024", "--temperature", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "Open3D rendering crashed (SIGSEGV); the PNG figures above show the same layers" in err
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "saliency.png" in names and not any(name.startswith("render_") for name in names)
+
+
 def test_cli_explore_bad_file_is_one_line(tmp_path, capsys):
     bad = tmp_path / "junk.ply"
     bad.write_bytes(np.random.default_rng(0).bytes(300))
@@ -161,7 +187,8 @@ def test_reconstructions_are_written_for_both_masks(tmp_path):
     analysis = analyse_shape(model, points, load_teacher())
     written = write_reconstructions(model, analysis, tmp_path, name="bunny", temperature=0.01)
     assert sorted(p.name for p in written) == sorted(
-        f"reconstruction_{kind}.{ext}" for kind in ("random", "guided") for ext in ("png", "ply")
+        [f"reconstruction_{kind}.{ext}" for kind in ("random", "guided") for ext in ("png", "ply")]
+        + ["reconstruction.json"]
     )
     ply = (tmp_path / "reconstruction_guided.ply").read_text().splitlines()
     count = int(next(line for line in ply if line.startswith("element vertex")).split()[-1])

@@ -10,13 +10,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import evaluation, explore, novelty, tools, training
+from . import evaluation, explore, novelty, tools, training, view
 
 EXIT_USER_ERROR = 2
 
 COMMAND_GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     explore.add_parsers, training.add_parsers, evaluation.add_parsers, novelty.add_parsers,
-    tools.add_parsers,
+    tools.add_parsers, view.add_parsers,
 )
 
 

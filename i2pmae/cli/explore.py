@@ -26,6 +26,9 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
         "14x14 patches, so a small tau such as 0.003 shows the guidance clearly)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--render-level", type=int, default=1, choices=(0, 1, 2),
+                   help="level of the tokens in the Open3D renders (default 1: 256 tokens, the paper's "
+                   "reconstructed level)")
     p.add_argument(
         "--checkpoint", default=None,
         help="pre-trained model for the reconstructions (default: the shipped one, when present)",
@@ -37,13 +40,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..checkpoints import load_checkpoint
-    from ..explore import analyse_shape, paper_model, write_reconstructions, write_report
+    from ..explore import analyse_shape, paper_model, write_reconstructions, write_renders, write_report
+    from ..render import RenderError
     from ..teachers import load_teacher
 
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.exists() else None)
     name = Path(args.shape).name
     explorer = paper_model()
-    with tqdm(total=4, desc="explore", unit="step", file=sys.stderr) as steps:
+    with tqdm(total=5, desc="explore", unit="step", file=sys.stderr) as steps:
         points = shape_points(args, args.num_points or explorer.cfg.num_points, seed=args.seed)
         teacher = load_teacher(args.teacher, weights_path=args.teacher_weights)
         steps.update()
@@ -54,18 +58,38 @@ def cmd_explore(args: argparse.Namespace) -> int:
             mask_ratio=args.mask_ratio, temperatures=args.temperature, seed=args.seed,
         )
         steps.update()
+        model = None
         if checkpoint is None:
             print("i2pmae explore: no checkpoint, reconstructions skipped", file=sys.stderr)
         else:
-            model, _ = load_checkpoint(checkpoint)
+            model = load_checkpoint(checkpoint)[0].eval()
             written += write_reconstructions(
-                model.eval(), analysis, args.out, name=name, mask_ratio=args.mask_ratio,
+                model, analysis, args.out, name=name, mask_ratio=args.mask_ratio,
                 temperature=args.temperature[-1], seed=args.seed,
             )
         steps.update()
+        try:
+            written += write_renders(analysis, args.out, name=name, model=model, level=args.render_level,
+                                     mask_ratio=args.mask_ratio, temperature=args.temperature[-1],
+                                     seed=args.seed)
+        except RenderError as err:
+            print(f"i2pmae explore: {err}; the PNG figures above show the same layers", file=sys.stderr)
+        steps.update()
     for path in written:
         print(path)
+    if model is not None:
+        _print_metrics(Path(args.out) / "reconstruction.json")
     return 0
+
+
+def _print_metrics(path: Path) -> None:
+    """The reconstruction's metrics per mask, one line each (stderr: stdout lists the files written)."""
+    import json
+
+    for kind, m in json.loads(path.read_text())["metrics"].items():
+        print(f"reconstruction, {kind} mask: Chamfer-L2 {m['chamfer_l2_per_token']:.3e} per token, "
+              f"{m['chamfer_l2']:.3e} over all masked points; Hausdorff {m['hausdorff']:.3f}; "
+              f"F-score@{m['threshold']:g} {m['fscore']:.3f}", file=sys.stderr)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
