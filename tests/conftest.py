@@ -23,6 +23,19 @@ def assets_dir() -> str:
     return ASSETS
 
 
+@pytest.fixture
+def fresh_app(monkeypatch, tmp_path):
+    """The app's shape caches empty and no checkpoint (unless the test sets one), before and after a test.
+    Use it with ``pytestmark = pytest.mark.usefixtures("fresh_app")``."""
+    from app import shapes
+    from app.resources import CHECKPOINT_ENV
+
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "no-checkpoint.safetensors"))
+    shapes.clear_caches()
+    yield
+    shapes.clear_caches()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op torch thread for a module's tests: small models run several times faster on the 2 shared

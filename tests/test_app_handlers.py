@@ -25,13 +25,7 @@ MESH = ASSETS / "chair_0002.off"
 CLOUD = ASSETS / "toilet_0001.npy"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches(monkeypatch, tmp_path):
-    """Every test starts with empty caches and without a checkpoint (unless it sets one)."""
-    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "no-checkpoint.safetensors"))
-    shapes.clear_caches()
-    yield
-    shapes.clear_caches()
+pytestmark = pytest.mark.usefixtures("fresh_app")  # empty caches, no checkpoint unless a test sets one
 
 
 # ------------------------------------------------------------------------------------------------ cache

@@ -17,20 +17,12 @@ import pytest
 import torch
 
 from app import handlers, shapes
-from app.resources import CHECKPOINT_ENV
 from i2pmae.bounded import can_isolate
 
-pytestmark = pytest.mark.skipif(not can_isolate(), reason="the bounded worker needs fork")
+pytestmark = [pytest.mark.skipif(not can_isolate(), reason="the bounded worker needs fork"),
+              pytest.mark.usefixtures("fresh_app")]
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GOOD = ASSETS / "chair_0002.off"
-
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch, tmp_path):
-    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "no-checkpoint.safetensors"))
-    shapes.clear_caches()
-    yield
-    shapes.clear_caches()
 
 
 def _upload(tmp_path: Path, name: str = "hostile.ply") -> str:
