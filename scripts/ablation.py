@@ -193,38 +193,11 @@ def git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def spread(stat: dict) -> str:
-    """mean ± std [interval] in percent."""
-    low, high = 100 * stat["low"], 100 * stat["high"]
-    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f} [{low:.2f}, {high:.2f}]"
-
-
-def single_runs(row: dict, metric: str) -> str:
-    """The per-seed scores of a row that has no interval yet."""
-    return ", ".join(f"{100 * result[metric]:.2f} (seed {seed})" for seed, result in row["per_seed"].items())
-
-
-def difference(stat: dict) -> str:
-    """+mean [interval] in points."""
-    mean, low, high = (round(100 * stat[key], 2) + 0.0 for key in ("mean", "low", "high"))  # no "-0.00"
-    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
-
-
 def readme_table(record: dict) -> str:
-    """The README's ablation tables, generated from the record."""
-    seeds = ", ".join(map(str, record["seeds"]))
-    lines = [f"Mean ± sample std [95 % Student-t interval] over n = {len(record['seeds'])} seeds ({seeds}):",
-             "", "| row | linear SVM (%) | 5-way 10-shot (%) |", "|---|---|---|"]
-    for row in record["rows"]:
-        cells = [spread(row["summary"][m]) if "summary" in row else single_runs(row, m) for m in METRICS]
-        lines.append(f"| {row['label']} | {cells[0]} | {cells[1]} |")
-    lines += ["", "Paired by seed, in points (mean [95 % interval]; seeds where guided is ahead):", "",
-              "| difference | linear SVM | ahead | 5-way 10-shot | ahead |", "|---|---|---|---|---|"]
-    for diff in record["differences"]:
-        svm, shot = diff["svm_accuracy"], diff["fewshot_5way_10shot"]
-        lines.append(f"| {LABELS[diff['row']].split(', ', 1)[1]} − random mask | {difference(svm)} | "
-                     f"{svm['positive']}/{svm['n']} | {difference(shot)} | {shot['positive']}/{shot['n']} |")
-    return "\n".join(lines)
+    """The README's ablation tables: the Evidence panel's own (one formatting for the page and the README)."""
+    from app.evidence import table_markdown
+
+    return table_markdown(record)
 
 
 def write_readme(record: dict, readme: Path = REPO / "README.md") -> None:
