@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i2pmae.cli.common import DEFAULT_CHECKPOINT
 from i2pmae.surface import (
     F_SCORE_THRESHOLD,
     SURFACE_METHODS,
@@ -38,7 +39,6 @@ from i2pmae.surface import (
 )
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "i2pmae_tiny_modelnet10.safetensors"
 SHAPES = ("airplane.ply", "ant.ply", "bed_0001.xyz", "bunny.obj", "chair_0001.off", "chair_0002.off",
           "chair_0003.off", "monitor_0001.pcd", "nut.ply", "sofa_0003.npz", "table_0003.txt",
           "toilet_0001.npy")
@@ -62,7 +62,7 @@ def reconstructions(num_points: int, seed: int) -> dict[str, dict[str, np.ndarra
     from i2pmae.teachers import load_teacher
 
     analyser, teacher = paper_model(), load_teacher()
-    model, _ = load_checkpoint(CHECKPOINT)
+    model, _ = load_checkpoint(DEFAULT_CHECKPOINT)
     model.eval()
     out = {}
     with torch.no_grad():
