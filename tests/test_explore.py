@@ -124,6 +124,7 @@ def test_cli_explore_writes_pictures(tmp_path, capsys):
     top = summary["levels"][2]["tau=1"]
     assert top["tokens"] == 64 and top["visible_random"] == top["visible_guided"] == 13
     metrics = json.loads((tmp_path / "reconstruction.json").read_text())["metrics"]
+    assert summary["reconstruction"]["metrics"] == metrics  # the summary holds them too
     for kind in ("random", "guided"):
         m = metrics[kind]
         assert 0 < m["chamfer_l2"] and 0 < m["hausdorff"] < 2 and 0 <= m["fscore"] <= 1 and m["threshold"] > 0

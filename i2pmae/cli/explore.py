@@ -78,15 +78,19 @@ def cmd_explore(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     if model is not None:
-        _print_metrics(Path(args.out) / "reconstruction.json")
+        _summarise_metrics(Path(args.out))
     return 0
 
 
-def _print_metrics(path: Path) -> None:
-    """The reconstruction's metrics per mask, one line each (stderr: stdout lists the files written)."""
+def _summarise_metrics(out: Path) -> None:
+    """The reconstruction's metrics per mask into ``summary.json`` (key "reconstruction") and on stderr,
+    one line each (stdout lists the files written)."""
     import json
 
-    for kind, m in json.loads(path.read_text())["metrics"].items():
+    reconstruction = json.loads((out / "reconstruction.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "reconstruction": reconstruction}, indent=2))
+    for kind, m in reconstruction["metrics"].items():
         print(f"reconstruction, {kind} mask: Chamfer-L2 {m['chamfer_l2_per_token']:.3e} per token, "
               f"{m['chamfer_l2']:.3e} over all masked points; Hausdorff {m['hausdorff']:.3f}; "
               f"F-score@{m['threshold']:g} {m['fscore']:.3f}", file=sys.stderr)
