@@ -224,8 +224,13 @@ def read_in_child(path, max_gib: float, timeout: float = 120) -> dict:
 @functools.cache
 def ablation_script():
     """``scripts/ablation.py`` as a module (it is a script, not part of the package)."""
-    script = Path(__file__).resolve().parent.parent / "scripts" / "ablation.py"
-    spec = importlib.util.spec_from_file_location("ablation", script)
+    return script_module("ablation")
+
+
+def script_module(name: str):
+    """``scripts/<name>.py`` as a module."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
