@@ -23,7 +23,6 @@ from i2pmae.bounded import BoundedRunError
 from i2pmae.explore import EXPLORER_CONFIG, draw_mask_pair, mask_stats, paper_model
 from i2pmae.io import ShapeError
 from i2pmae.model import Reconstruction
-from i2pmae.surface import DEFAULT_SURFACE_METHOD
 
 from . import evaluation, evidence, figures, guidance, reconstruction, rendering
 from .cache import LRUCache
@@ -237,7 +236,7 @@ def surface(shape_file: str | None, num_points: int = DEFAULT_POINTS, seed: int 
     views = {files.kind: files.view for files in made}
     downloads = [path for files in made for path in files.downloads]
     return SurfaceResult(views["random"], views["guided"], downloads,
-                         rendering.surface_markdown(made, DEFAULT_SURFACE_METHOD))
+                         rendering.surface_markdown(made))
 
 
 class RenderResult(NamedTuple):

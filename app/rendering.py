@@ -23,7 +23,7 @@ from i2pmae.scene import reconstruction_parts, still_scenes
 from i2pmae.surface import Surface, completed_cloud, reconstruct_surface, save_surface
 
 from .reconstruction import MASK_NAMES
-from .shapes import Z_UP_TO_Y_UP, output_dir
+from .shapes import Z_UP_TO_Y_UP, least_recently_used, output_dir
 
 MAX_FOLDERS = 64  # request folders kept; a page shows one, so 64 covers many open pages
 SURFACE_TIMEOUT_S = 20.0
@@ -43,6 +43,7 @@ class SurfaceFiles:
     downloads: tuple[str, ...]
     triangles: int
     seconds: float
+    method: str
 
 
 def request_folder(key: tuple) -> Path:
@@ -52,19 +53,9 @@ def request_folder(key: tuple) -> Path:
     folder = root / hashlib.sha256(repr(key).encode()).hexdigest()[:24]
     folder.mkdir(exist_ok=True)
     folder.touch()  # marks it as just used
-    _prune(root, MAX_FOLDERS)
+    for old in least_recently_used(root.iterdir(), MAX_FOLDERS):
+        shutil.rmtree(old, ignore_errors=True)
     return folder
-
-
-def _prune(root: Path, keep: int) -> None:
-    folders = []
-    for folder in root.iterdir():
-        try:
-            folders.append((folder.stat().st_mtime_ns, folder))
-        except FileNotFoundError:  # pruned by a concurrent request
-            pass
-    for _, folder in sorted(folders, reverse=True)[keep:]:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def stills(name: str, analysis: Analysis, masks: MaskPair, level: int, rec: Reconstruction | None,
@@ -101,12 +92,12 @@ def _write(surface: Surface, kind: str, folder: Path) -> SurfaceFiles:
     y_up = Surface(surface.vertices @ Z_UP_TO_Y_UP.T.astype(np.float32), surface.triangles, surface.method,
                    surface.seconds)
     view = str(save_surface(y_up, folder / f"view_{kind}.glb"))
-    return SurfaceFiles(kind, view, downloads, len(surface.triangles), surface.seconds)
+    return SurfaceFiles(kind, view, downloads, len(surface.triangles), surface.seconds, surface.method)
 
 
-def surface_markdown(files: list[SurfaceFiles], method: str) -> str:
-    """One line per surface: its size and time."""
+def surface_markdown(files: list[SurfaceFiles]) -> str:
+    """One sentence: the method, and each surface's size and time."""
+    methods = " and ".join(sorted({f.method.replace("_", " ") for f in files}))
     parts = [f"{MASK_NAMES[f.kind]}: {f.triangles:,} triangles in {f.seconds:.2f} s" for f in files]
-    return f"Surfaces by {method.replace('_', ' ')} from the visible input and the prediction: " + \
-        "; ".join(parts) + "."
+    return f"Surfaces by {methods} from the visible input and the prediction: " + "; ".join(parts) + "."
 

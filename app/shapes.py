@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -140,14 +140,19 @@ def _touch(path: str | os.PathLike) -> bool:
 
 def prune_mesh_files(keep: int = MAX_MESH_FILES) -> None:
     """Delete all but the ``keep`` most recently used .glb files of :func:`output_dir`."""
-    files = []
-    for file in output_dir().glob("*.glb"):
+    for file in least_recently_used(output_dir().glob("*.glb"), keep):
+        file.unlink(missing_ok=True)
+
+
+def least_recently_used(paths: Iterable[Path], keep: int) -> list[Path]:
+    """``paths`` beyond the ``keep`` most recently modified (those to delete); vanished paths skipped."""
+    dated = []
+    for path in paths:
         try:
-            files.append((file.stat().st_mtime_ns, file))
+            dated.append((path.stat().st_mtime_ns, path))
         except FileNotFoundError:  # pruned by a concurrent request
             pass
-    for _, file in sorted(files, reverse=True)[keep:]:
-        file.unlink(missing_ok=True)
+    return [path for _, path in sorted(dated, reverse=True)[keep:]]
 
 
 def in_worker(fn: Callable[..., T], /, *args: Any, name: str, what: str) -> T:
