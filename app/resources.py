@@ -17,6 +17,7 @@ from typing import TypeVar
 from torch import nn
 
 from i2pmae.checkpoints import CheckpointError, checkpoint_info, load_checkpoint
+from i2pmae.cli.common import DEFAULT_CHECKPOINT
 from i2pmae.teachers import Teacher, available_teachers, load_teacher
 
 from .paths import CHECKPOINT_DIR
@@ -75,11 +76,13 @@ def _is_pretrained_model(path: Path) -> bool:
 
 
 def checkpoint_path() -> Path | None:
-    """``$I2PMAE_CHECKPOINT`` if set, else the first pre-trained model (I2PMAE) in checkpoints/."""
+    """``$I2PMAE_CHECKPOINT`` if set, else the CLI's default checkpoint, else the first pre-trained model
+    (I2PMAE) in checkpoints/ (a Space may ship another one)."""
     override = os.environ.get(CHECKPOINT_ENV)
     if override:
         return Path(override) if Path(override).is_file() else None
-    return next((p for p in sorted(CHECKPOINT_DIR.glob(CHECKPOINT_PATTERN)) if _is_pretrained_model(p)), None)
+    candidates = [DEFAULT_CHECKPOINT, *sorted(CHECKPOINT_DIR.glob(CHECKPOINT_PATTERN))]
+    return next((p for p in candidates if p.is_file() and _is_pretrained_model(p)), None)
 
 
 def missing_checkpoint_message() -> str:

@@ -339,6 +339,28 @@ def test_the_shipped_checkpoint_classifies_the_bundled_modelnet_shapes(monkeypat
     assert "shipped probe" in text and max(label, key=label.get) == "chair"
 
 
+def test_the_app_prefers_the_cli_default_over_other_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHECKPOINT_ENV)
+    monkeypatch.setattr(resources, "CHECKPOINT_DIR", tmp_path)
+    first = save_tiny_checkpoint(tmp_path / "a.safetensors")
+    default = save_tiny_checkpoint(tmp_path / "b.safetensors")
+    monkeypatch.setattr(resources, "DEFAULT_CHECKPOINT", default)
+    assert resources.checkpoint_path() == default
+    default.unlink()  # a Space that ships another file still finds one
+    assert resources.checkpoint_path() == first
+
+
+MODELNET40 = resources.CHECKPOINT_DIR / "i2pmae_tiny_modelnet40.safetensors"
+
+
+@pytest.mark.skipif(not MODELNET40.is_file(), reason="no ModelNet40 checkpoint in checkpoints/")
+def test_the_modelnet40_checkpoint_runs_with_its_own_probe_and_novelty_model(monkeypatch):
+    monkeypatch.setenv(CHECKPOINT_ENV, str(MODELNET40))  # the opt-in way the README gives
+    label, text, verdict = handlers.classify_panel(str(ASSETS / "chair_0001.off"))
+    assert "shipped probe `i2pmae_tiny_modelnet40_probe.safetensors`" in text
+    assert max(label, key=label.get) == "chair" and verdict["known"]
+    assert not handlers.novelty(str(ASSETS / "bunny.obj"))["known"]
+
 def test_panels_without_a_checkpoint_say_so():
     label, text, _ = handlers.classify_panel(str(MESH))
     assert label is None and "No checkpoint found at" in text

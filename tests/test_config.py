@@ -41,6 +41,7 @@ def test_overrides_edit_a_variant_and_are_validated():
 def test_create_model_builds_the_variant():
     model = create_model("tiny", masking="random")
     assert isinstance(model, I2PMAE) and model.cfg == get_config("tiny", masking="random")
-    shipped = checkpoint_info(os.path.join(REPO_ROOT, "checkpoints", "i2pmae_tiny_modelnet10.safetensors"))
-    assert shipped["config"] == get_config("tiny")
-    assert sum(v.numel() for v in model.state_dict().values()) == shipped["num_parameters"]
+    for name in ("i2pmae_tiny_modelnet10", "i2pmae_tiny_modelnet40"):  # the default and the ModelNet40 one
+        shipped = checkpoint_info(os.path.join(REPO_ROOT, "checkpoints", f"{name}.safetensors"))
+        assert shipped["config"] == get_config("tiny")
+        assert sum(v.numel() for v in model.state_dict().values()) == shipped["num_parameters"]
