@@ -287,25 +287,24 @@ def reconstruction_metrics(rec: Reconstruction) -> dict[str, dict[str, float]]:
 
 
 def write_reconstructions(
-    model: I2PMAE,
-    analysis: Analysis,
+    rec: Reconstruction,
     out_dir: str | Path,
     *,
     name: str,
-    mask_ratio: float | None = None,
-    temperature: float | None = None,
-    seed: int = 0,
+    mask_ratio: float,
+    temperature: float,
+    seed: int,
 ) -> list[Path]:
     """Visible points, masked ground truth and prediction under random and guided masks, as PNG and PLY,
     and ``reconstruction.json`` with :func:`reconstruction_metrics`.
 
-    ``analysis`` may come from another model's tokenisation: it is retokenised the model's way.
+    ``rec`` comes from :func:`reconstruct_shape`; ``mask_ratio``, ``temperature`` and ``seed`` are the
+    settings it was drawn with, recorded in the JSON.
     """
     from . import visualize as viz
     from .scene import reconstruction_parts
 
-    rec = reconstruct_shape(model, analysis, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
-    tau = model.cfg.temperature if temperature is None else temperature
+    tau = temperature
     out = Path(out_dir)
     written = []
     for b, kind in enumerate(MASK_KINDS):
@@ -320,8 +319,8 @@ def write_reconstructions(
                    viz.rgb255(viz.PREDICTED_RGB, len(pred))]
         cloud = np.concatenate([visible, truth, pred])
         written.append(viz.write_ply(out / f"reconstruction_{kind}.ply", cloud, np.concatenate(colours)))
-    summary = {"shape": name, "mask_ratio": model.cfg.mask_ratio if mask_ratio is None else mask_ratio,
-               "temperature": tau, "seed": seed, "metrics": reconstruction_metrics(rec)}
+    summary = {"shape": name, "mask_ratio": mask_ratio, "temperature": tau, "seed": seed,
+               "metrics": reconstruction_metrics(rec)}
     summary_path = out / "reconstruction.json"
     summary_path.write_text(json.dumps(summary, indent=2))
     return [*written, summary_path]
@@ -332,14 +331,15 @@ def write_renders(
     out_dir: str | Path,
     *,
     name: str,
-    model: I2PMAE | None = None,
+    reconstruction: Reconstruction | None = None,
     level: int = 1,
     mask_ratio: float | None = None,
     temperature: float | None = None,
     seed: int = 0,
 ) -> list[Path]:
     """Open3D renders (``render_*.png``) of the shape, both masks at ``level`` of the explorer's tokens and,
-    with a ``model``, both reconstructions, from one fixed camera, rendered in a bounded child process.
+    given one (:func:`reconstruct_shape`), both reconstructions, from one fixed camera, rendered in a bounded
+    child process.
 
     Raises:
         RenderError: Open3D could not render here, crashed or stalled (the figures stay the reference).
@@ -349,6 +349,4 @@ def write_renders(
 
     explorer = paper_model()
     masks = draw_mask_pair(explorer, analysis, mask_ratio=mask_ratio, temperature=temperature, seed=seed)
-    rec = None if model is None else reconstruct_shape(model, analysis, mask_ratio=mask_ratio,
-                                                       temperature=temperature, seed=seed)
-    return render_stills(still_scenes(name, analysis, masks, level, rec), out_dir)
+    return render_stills(still_scenes(name, analysis, masks, level, reconstruction), out_dir)

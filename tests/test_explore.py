@@ -18,6 +18,7 @@ from i2pmae.explore import (
     chamfer_over_seeds,
     draw_mask_pair,
     mask_stats,
+    reconstruct_shape,
     sampler_stats,
     softmax_strength,
     write_reconstructions,
@@ -186,7 +187,8 @@ def test_reconstructions_are_written_for_both_masks(tmp_path):
     model = I2PMAE(get_config("tiny")).eval()
     points = load_points(os.path.join(ASSETS, "bunny.obj"), model.cfg.num_points)
     analysis = analyse_shape(model, points, load_teacher())
-    written = write_reconstructions(model, analysis, tmp_path, name="bunny", temperature=0.01)
+    rec = reconstruct_shape(model, analysis, temperature=0.01, seed=3)
+    written = write_reconstructions(rec, tmp_path, name="bunny", mask_ratio=0.8, temperature=0.01, seed=3)
     assert sorted(p.name for p in written) == sorted(
         [f"reconstruction_{kind}.{ext}" for kind in ("random", "guided") for ext in ("png", "ply")]
         + ["reconstruction.json"]
@@ -198,6 +200,9 @@ def test_reconstructions_are_written_for_both_masks(tmp_path):
     # Three colours: visible input, masked ground truth, prediction.
     assert len(np.unique(body[:, 3:], axis=0)) == 3
     assert np.all(np.abs(body[:, :3]) < 2.0)
+    record = json.loads((tmp_path / "reconstruction.json").read_text())
+    assert (record["mask_ratio"], record["temperature"], record["seed"]) == (0.8, 0.01, 3)
+    assert record["metrics"]["guided"]["chamfer_l2_per_token"] == pytest.approx(float(rec.chamfer[1]))
 
 
 # ------------------------------------------------------------------------------------------------ sampler

@@ -40,7 +40,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..checkpoints import load_checkpoint
-    from ..explore import analyse_shape, paper_model, write_reconstructions, write_renders, write_report
+    from ..explore import (
+        analyse_shape,
+        paper_model,
+        reconstruct_shape,
+        write_reconstructions,
+        write_renders,
+        write_report,
+    )
     from ..render import RenderError
     from ..teachers import load_teacher
 
@@ -58,26 +65,26 @@ def cmd_explore(args: argparse.Namespace) -> int:
             mask_ratio=args.mask_ratio, temperatures=args.temperature, seed=args.seed,
         )
         steps.update()
-        model = None
+        rec, tau = None, args.temperature[-1]
         if checkpoint is None:
             print("i2pmae explore: no checkpoint, reconstructions skipped", file=sys.stderr)
         else:
             model = load_checkpoint(checkpoint)[0].eval()
-            written += write_reconstructions(
-                model, analysis, args.out, name=name, mask_ratio=args.mask_ratio,
-                temperature=args.temperature[-1], seed=args.seed,
-            )
+            mask_ratio = model.cfg.mask_ratio if args.mask_ratio is None else args.mask_ratio
+            rec = reconstruct_shape(model, analysis, mask_ratio=mask_ratio, temperature=tau, seed=args.seed)
+            written += write_reconstructions(rec, args.out, name=name, mask_ratio=mask_ratio, temperature=tau,
+                                             seed=args.seed)
         steps.update()
-        try:
-            written += write_renders(analysis, args.out, name=name, model=model, level=args.render_level,
-                                     mask_ratio=args.mask_ratio, temperature=args.temperature[-1],
+        try:  # the stills show the same reconstruction as the figures
+            written += write_renders(analysis, args.out, name=name, reconstruction=rec,
+                                     level=args.render_level, mask_ratio=args.mask_ratio, temperature=tau,
                                      seed=args.seed)
         except RenderError as err:
             print(f"i2pmae explore: {err}; the PNG figures above show the same layers", file=sys.stderr)
         steps.update()
     for path in written:
         print(path)
-    if model is not None:
+    if rec is not None:
         _summarise_metrics(Path(args.out))
     return 0
 
