@@ -379,6 +379,93 @@ def test_convex_polygons_need_no_earcut(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Non-planar polygons: every corner is kept
+# ----------------------------------------------------------------------------------------------------------
+
+
+def turns_in_3d(corners: np.ndarray) -> bool:
+    """Whether every corner of the (L, 3) polygon turns in 3D: no repeat, no straight or backward corner."""
+    incoming = corners - np.roll(corners, 1, axis=0)
+    outgoing = np.roll(incoming, -1, axis=0)
+    return bool((np.linalg.norm(np.cross(incoming, outgoing), axis=1) > 1e-6).all())
+
+
+def newell_normal(corners: np.ndarray) -> np.ndarray:
+    """(3,) twice the vector area of an (L, 3) polygon, planar or not."""
+    return np.cross(corners, np.roll(corners, -1, axis=0)).sum(axis=0)
+
+
+def test_an_apex_over_an_edge_keeps_its_triangle():
+    """trimesh's models/polygonfaces.obj: a square in y = 0 and an apex over the middle of one edge. Seen
+    from y the apex lies on that edge; ear clipping in that projection dropped the corner before it, and
+    with it a vertical triangle of 250,000 units^2. The fan keeps all five corners (what trimesh gives)."""
+    vertices = np.array([[-500, 0, 500], [500, 0, 500], [500, 0, -500], [-500, 0, -500], [0, 500, -500.0]])
+    triangles = triangulate(vertices, np.arange(5)[None])
+    np.testing.assert_array_equal(triangles, fan(5))
+    assert areas(vertices, triangles).sum() == pytest.approx(1e6 + 250_000 * np.sqrt(2), rel=1e-12)
+
+
+@pytest.mark.parametrize("length", [5, 6])
+def test_random_non_planar_polygons_keep_every_corner_and_their_vector_area(length):
+    """Brute force: corners on a 3 x 3 grid with random integer heights, so that a corner often lies on the
+    line through its neighbours in the projection used (straight ahead or turning back) while it turns in
+    3D, as in trimesh's polygonfaces.obj. No corner is straight in 3D, so each must be in some triangle;
+    and triangles tiling a polygon add up to its vector area, whichever triangles they are."""
+    rng = np.random.default_rng(length)
+    shapes = []
+    while len(shapes) < 300:
+        corners = np.concatenate([rng.integers(0, 3, (length, 2)), rng.integers(0, 4, (length, 1))], axis=1)
+        if turns_in_3d(corners.astype(float)):
+            shapes.append(corners.astype(float))
+    vertices = np.concatenate(shapes)
+    faces = np.arange(len(vertices)).reshape(-1, length)
+    triangles = triangulate(vertices, faces)
+    owner = triangles[:, 0] // length  # (T,) the polygon of each triangle
+    for i, face in enumerate(faces):
+        own = triangles[owner == i]
+        assert set(own.ravel().tolist()) == set(face.tolist())
+        first, second, third = (vertices[own[:, k]] for k in range(3))
+        vector_area = np.cross(second - first, third - first).sum(axis=0)
+        np.testing.assert_allclose(vector_area, newell_normal(vertices[face]), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("length", [5, 6])
+def test_non_planar_polygons_convex_in_projection_give_the_fans_area(length):
+    """Convex polygons seen from z, with random heights, half of them with a corner raised over the middle
+    of an edge (straight in the projection, not in 3D): the fan, and so its 3D area, whatever the heights.
+    Integer corners put the middle exactly on the edge."""
+    rng = np.random.default_rng(10 + length)
+    shapes = []
+    for i in range(200):
+        flat = np.round(regular(length - i % 2, rng.uniform(0, 6)) * 64)  # (L or L - 1, 2) strictly convex
+        if i % 2:  # a corner in the middle of the edge from the last corner back to the first
+            flat = np.concatenate([flat, 0.5 * (flat[-1:] + flat[:1])])
+        corners = np.insert(flat, 2, rng.uniform(-10, 10, length), axis=1)  # (L, 3)
+        assert np.abs(newell_normal(corners)).argmax() == 2  # seen from z: convex
+        shapes.append(corners if i % 4 < 2 else corners[::-1].copy())
+    vertices = np.concatenate(shapes)
+    faces = np.arange(len(vertices)).reshape(-1, length)
+    triangles = triangulate(vertices, faces)
+    expected = faces[:, fan(length)].reshape(-1, 3)
+    assert areas(vertices, triangles).sum() == pytest.approx(areas(vertices, expected).sum(), rel=1e-12)
+    for face, own in zip(faces, triangles.reshape(len(faces), length - 2, 3), strict=True):
+        assert set(own.ravel().tolist()) == set(face.tolist())
+
+
+def test_corners_straight_in_3d_are_still_left_out():
+    """What ear clipping gets right stays right for a concave, non-planar pentagon: a repeated corner, and a
+    spike out and back along a 3D line, are left out with no area (a fan would fold over and count the
+    spike twice)."""
+    vertices = np.array([[0, 0, 0], [4, 0, 2], [4, 3, 0], [2, 1, 5], [0, 3, 0], [5, 0, 1]], float)
+    area = areas(vertices, triangulate(vertices, np.arange(5)[None])).sum()
+    for face in ([0, 1, 1, 2, 3, 4], [0, 1, 5, 1, 2, 3, 4]):
+        triangles = triangulate(vertices, [np.array(face)])
+        assert len(triangles) == 3 and set(triangles.ravel().tolist()) == set(range(5))
+        assert areas(vertices, triangles).sum() == pytest.approx(area, rel=1e-12)
+    assert areas(vertices, np.array([0, 1, 5, 1, 2, 3, 4])[fan(7)]).sum() > area + 1  # the fan's spike
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Refusals and memory
 # ----------------------------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ Checks made on every file, each a :class:`ShapeError` with the file name first a
   (header counts, polygon fans, LZF sizes, glTF accessors times their placements, decompressed bytes), so
   a small file that implies a huge one is refused with the limit named, never inflated;
 - well-formed content: header counts match the data, no pickled objects in NPY/NPZ, tables of at least
-  3 columns (x y z first);
+  3 columns (x y z first, or where a header row or named fields put them);
 - at most :data:`MAX_POINTS` points or vertices, :data:`MAX_FACES` faces, and polygons of at most
   :data:`~i2pmae.io.polygons.MAX_POLYGON_VERTICES` corners (ear-clipped when concave);
 - points with a NaN or infinite coordinate are dropped (for meshes, with the faces using them) and a

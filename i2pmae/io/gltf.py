@@ -2,24 +2,34 @@
 
 trimesh trusts the file: a buffer or bufferView longer than its data fails an ``assert``, a bufferless
 accessor becomes zeros of whatever count it declares, and a node graph placing one mesh thousands of times
-is multiplied out. So the JSON is read here first (:func:`_check_scene`), before trimesh sees the file:
+is multiplied out; and a missing or wrongly typed field surfaces as a KeyError or TypeError from deep inside
+it. So the JSON is read here first (:func:`_check_scene`), before trimesh sees the file, and every field
+trimesh reads is checked, so that a bad one is named in the message:
 
-- the GLB container's chunks; a file that refers to other files (never opened, see the README);
+- the GLB container's version and chunks; glTF 1.0 and unknown versions (a file that gives no version is read
+  as 2.0, with a note); a UTF-8 byte-order mark before the JSON (ignored, with a note); required extensions
+  that compress the geometry (Draco, meshopt) and Draco-compressed primitives;
+- a file that refers to other files (never opened, see the README);
 - every buffer within the data behind it (the BIN chunk or an embedded ``data:`` URI), every bufferView
   within its buffer, every accessor within its bufferView with a byteStride no smaller than its elements;
-- a mesh's POSITION and indices accessors neither sparse nor bufferless (trimesh would read zeros);
-- a node graph without cycles and at most :data:`_MAX_DEPTH` levels deep; every path from the scene's
-  roots to a mesh is one placed copy of it (a node with several parents is placed once per path);
+- a mesh's POSITION (VEC3) and indices (unsigned integer SCALARs, a multiple of 3 for triangles) accessors
+  neither sparse nor bufferless (trimesh would read zeros), every attribute an accessor, names strings;
+- node transforms (lists of numbers), cameras, and a node graph without cycles and at most
+  :data:`_MAX_DEPTH` levels deep; every path from the scene's roots to a mesh is one placed copy of it (a
+  node with several parents is placed once per path);
 - the memory trimesh and this module allocate (JSON objects, buffer copies, accessors, each mesh once and
-  every placed copy) claimed from the read's budget, and the placed vertices checked against MAX_POINTS.
+  every placed copy) claimed from the read's budget, and the placed vertices checked against MAX_POINTS;
+- a scene placing no mesh and no points is refused here, in the same words as when trimesh finds none.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import io
 import json
+import re
 import struct
 from typing import Any, NamedTuple
 
@@ -27,17 +37,31 @@ import numpy as np
 
 from .checks import Parsed, ShapeError, check_count, claim
 from .meshes import TRIMESH_ERRORS
-from .source import Source, decode_text
+from .source import Source, decode_text, printable
 
 _GLB_MAGIC = b"glTF"
 _GLB_HEADER = struct.Struct("<4sII")  # magic, version, total length
 _CHUNK_HEADER = struct.Struct("<I4s")  # length, type
 _JSON_CHUNK, _BIN_CHUNK = b"JSON", b"BIN\0"
 _COMPONENT_BYTES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}  # componentType -> bytes
+_INDEX_COMPONENTS = (5121, 5123, 5125)  # unsigned byte, short, int: the only index types glTF allows
 _TYPE_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 _POINTS, _LINES, _TRIANGLES, _STRIP = 0, 1, 4, 5  # the primitive modes trimesh reads (it skips the others)
+_TRANSFORMS = {"matrix": 16, "translation": 3, "rotation": 4, "scale": 3}  # node property -> numbers
+_CAMERA_NUMBERS = ("yfov", "aspectRatio", "znear")  # what trimesh reads of a perspective camera
 _MAX_DEPTH = 256  # node levels; glTF rigs are a few dozen deep
 _MAX_NODE_PATHS = 200_000  # nodes placed, counted per path: trimesh takes ~20 µs for each
+_NOTHING_PLACED = "the scene holds no mesh with faces and no points"
+# The version's major number, as trimesh parses it (the digits before the first dot): "2.0" -> 2.
+_MAJOR_VERSION = re.compile(r"\s*([0-9]+)\s*(?:\.|$)")
+_GLTF1_LISTS = ("buffers", "bufferViews", "accessors", "meshes", "nodes", "scenes")  # JSON objects in 1.0
+_DRACO = "KHR_draco_mesh_compression"
+# Required extensions without which the geometry cannot be read (trimesh would read zeros or fail).
+_GEOMETRY_EXTENSIONS = {
+    _DRACO: "Draco-compressed geometry",
+    "EXT_meshopt_compression": "meshopt-compressed buffers",
+    "KHR_meshopt_compression": "meshopt-compressed buffers",
+}
 # Memory estimates, in bytes, for what trimesh and read_gltf allocate (measured on CPython 3.11, rounded up):
 _JSON_VALUE = 96  # a parsed JSON value ({}, [], a number, a short string), per structural character {[,:
 _NODE = 2048  # a node of trimesh's scene graph: its 4x4 transforms, dicts and names
@@ -61,28 +85,37 @@ def _total(*loads: _Load) -> _Load:
     return _Load(*map(sum, zip(_Load(), *loads, strict=True)))
 
 
+class _Checked(NamedTuple):
+    """A file that passed :func:`_check_scene`: the bytes to hand trimesh, and what the user should know."""
+
+    data: bytes  # the file, or the file with its checked document written out again (see _for_trimesh)
+    notes: tuple[str, ...] = ()
+
+
 def read_gltf(source: Source) -> Parsed:
     """Every mesh of a glTF scene, placed by its node transforms; point primitives when there is no mesh."""
     import trimesh
 
-    _check_scene(source)
+    checked = _check_scene(source)
     kind = source.suffix.lstrip(".")
     try:
         # Materials are never used: skipping them skips decoding textures (an image can be a bomb too).
         scene = trimesh.load_scene(
-            io.BytesIO(source.data), file_type=kind, process=False, skip_materials=True
+            io.BytesIO(checked.data), file_type=kind, process=False, skip_materials=True
         )
         meshes, clouds = _placements(scene)
+    except ShapeError:  # a check of ours on trimesh's output: its own words, not "malformed"
+        raise
     except (*TRIMESH_ERRORS, AssertionError) as err:  # trimesh asserts on some layouts
         reason = str(err) or "a check failed"
         raise ShapeError(f"malformed {kind.upper()} file ({type(err).__name__}: {reason})") from err
     if meshes:
         check_count(sum(len(v) for _, v, _ in meshes), "vertices")
         note = (f"ignored {len(clouds)} point primitive(s) beside the meshes",) if clouds else ()
-        return Parsed(*_placed(meshes), note)
+        return Parsed(*_placed(meshes), (*checked.notes, *note))
     if clouds:
-        return Parsed(_placed(clouds)[0])
-    raise ShapeError("the scene holds no mesh with faces and no points")
+        return Parsed(_placed(clouds)[0], None, checked.notes)
+    raise ShapeError(_NOTHING_PLACED)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -101,11 +134,25 @@ def _placements(scene) -> tuple[list[_Part], list[_Part]]:
         transform, name = scene.graph[node]
         geometry = scene.geometry[name]
         if isinstance(geometry, trimesh.Trimesh) and len(geometry.faces):
-            meshes.append((transform, np.asarray(geometry.vertices), np.asarray(geometry.faces)))
+            vertices, faces = np.asarray(geometry.vertices), np.asarray(geometry.faces)
+            _check_own_vertices(faces, len(vertices), name)
+            meshes.append((transform, vertices, faces))
         elif isinstance(geometry, trimesh.PointCloud) and len(geometry.vertices):
             clouds.append((transform, np.asarray(geometry.vertices), None))
         # paths, and meshes without faces, are skipped
     return meshes, clouds
+
+
+def _check_own_vertices(faces: np.ndarray, num_vertices: int, name: str) -> None:
+    """Refuse a triangle pointing past its own mesh's vertices: once the meshes are placed in one array it
+    would silently join another mesh's vertices, which the common checks cannot tell from a valid face."""
+    low, high = int(faces.min()), int(faces.max())
+    if low < 0 or high >= num_vertices:
+        vertex = high if low >= 0 else low
+        raise ShapeError(
+            f"a triangle of mesh '{printable(str(name))[:60]}' refers to vertex {vertex:,}, "
+            f"but the mesh has {num_vertices:,} vertices"
+        )
 
 
 def _placed(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -131,11 +178,13 @@ def _placed(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray | None]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _check_scene(source: Source) -> None:
+def _check_scene(source: Source) -> _Checked:
     """Check the layout the JSON describes against the data, and claim what trimesh and we will allocate."""
     glb = source.suffix == ".glb"
     text, binary = _glb_chunks(source.data) if glb else (source.data, None)
     document = _parse_json(text)
+    blank_version = _check_version(document)
+    _check_required_extensions(document)
     buffers = _buffer_lengths(document, binary, glb)
     views = _view_lengths(document, buffers)
     accessors = _objects(document, "accessors")
@@ -145,6 +194,13 @@ def _check_scene(source: Source) -> None:
     claim(sum(accessor_bytes), "the glTF accessors' arrays")
     claim(sum(built for built, _ in meshes), f"the {len(meshes):,} glTF mesh(es)")
     placed = _scene_load(document, [load for _, load in meshes])
+    _check_placed(placed)
+    return _for_trimesh(source.data, text, document, glb, blank_version)
+
+
+def _check_placed(placed: _Load) -> None:
+    """Claim and count what the scene places; refuse a scene placing nothing here, in the words read_gltf
+    uses, because trimesh fails on some such files (a bufferView without accessors: KeyError)."""
     claim(placed.nbytes, f"placing the scene's meshes ({placed.vertices + placed.points:,} vertices in all)")
     if placed.nodes > _MAX_NODE_PATHS:
         raise ShapeError(
@@ -154,6 +210,8 @@ def _check_scene(source: Source) -> None:
     check_count(placed.vertices, "vertices")
     if not placed.vertices:  # point primitives are read only when there is no mesh
         check_count(placed.points, "points")
+    if not placed.vertices and not placed.points:
+        raise ShapeError(_NOTHING_PLACED)
 
 
 def _glb_chunks(data: bytes) -> tuple[bytes, memoryview | None]:
@@ -161,12 +219,12 @@ def _glb_chunks(data: bytes) -> tuple[bytes, memoryview | None]:
     if len(data) < _GLB_HEADER.size or data[:4] != _GLB_MAGIC:
         raise ShapeError("not a GLB file (it does not start with 'glTF')")
     _, version, length = _GLB_HEADER.unpack_from(data)
+    if version != 2:  # before the length: GLB 1 counts and lays out its chunks differently
+        raise ShapeError(_glb_version_error(version))
     if length != len(data):
         raise ShapeError(
             f"truncated or damaged GLB file: its header gives {length:,} bytes, the file has {len(data):,}"
         )
-    if version != 2:
-        raise ShapeError(f"GLB version {version}; only glTF 2 is supported")
     chunks, offset = [], _GLB_HEADER.size
     while offset < len(data):
         if offset + _CHUNK_HEADER.size > len(data):
@@ -186,17 +244,107 @@ def _glb_chunks(data: bytes) -> tuple[bytes, memoryview | None]:
     return bytes(chunks[0][1]), (binaries[0] if binaries else None)
 
 
+def _glb_version_error(version: int) -> str:
+    if version == 1:
+        return "GLB version 1 (glTF 1.0) is not supported; convert the file to glTF 2.0"
+    return f"GLB version {version:,} is not supported (only GLB version 2, which holds glTF 2.0)"
+
+
 def _parse_json(text: bytes) -> dict:
     """The glTF document, after claiming what the JSON text will take once parsed (here, then by trimesh)."""
+    if text.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # decode_text accepts it, trimesh not
+        raise ShapeError("the glTF JSON is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8")
     structural = sum(text.count(char) for char in b"{[,:")  # bounds the number of JSON values
     claim(3 * len(text) + _JSON_VALUE * structural, "the glTF JSON once parsed")
     try:
-        document = json.loads(decode_text(text, "glTF"))
+        document = json.loads(decode_text(text, "glTF"))  # a UTF-8 byte-order mark is dropped
     except (ValueError, RecursionError) as err:
         raise ShapeError(f"not a glTF file (its JSON cannot be parsed: {err})") from err
     if not isinstance(document, dict):
         raise ShapeError("not a glTF file (its JSON is not an object)")
     return document
+
+
+def _check_version(document: dict) -> bool:
+    """Refuse glTF 1.0 and versions other than 2.x; True when the file gives no version (read as 2.0).
+
+    A missing or empty asset.version breaks the spec, but says nothing about the layout; trimesh reads a
+    missing one as 2.0, so an empty one is read the same way when the layout is glTF 2.0's (lists, not the
+    JSON objects of glTF 1.0). Any other version must be one trimesh parses: digits, then a dot or the end.
+    """
+    asset = document.get("asset", {})
+    if not isinstance(asset, dict):
+        raise ShapeError(f"the glTF file's asset must be a JSON object, not {_shown(asset)}")
+    version = asset.get("version")
+    if version is None or (isinstance(version, str) and not version.strip()):
+        legacy = [key for key in _GLTF1_LISTS if isinstance(document.get(key), dict)]
+        if legacy:
+            raise ShapeError(
+                f"glTF 1.0 is not supported (the file gives no version, and its {legacy[0]} are a JSON "
+                "object, as in glTF 1.0); convert the file to glTF 2.0"
+            )
+        return True
+    major = _major_version(version)
+    if major == 1:
+        raise ShapeError(
+            f"glTF 1.0 is not supported (asset.version is {_shown(version)}); convert the file to glTF 2.0"
+        )
+    if major != 2:
+        raise ShapeError(f"unsupported glTF version {_shown(version)} (asset.version); only glTF 2.x is read")
+    return False
+
+
+def _major_version(version: Any) -> int | None:
+    """The major number of a version string ("2.0") or number (2), None when there is none."""
+    if isinstance(version, str):
+        match = _MAJOR_VERSION.match(version)
+        return int(match.group(1)) if match else None
+    if isinstance(version, (int, float)) and not isinstance(version, bool) and abs(version) < 2**31:
+        return int(version)  # json reads NaN and Infinity too: the bound keeps them out
+    return None
+
+
+def _check_required_extensions(document: dict) -> None:
+    """Refuse a file that needs an extension compressing its geometry (trimesh would read zeros)."""
+    required = _list(document, "extensionsRequired")
+    for name in required:
+        if isinstance(name, str) and name in _GEOMETRY_EXTENSIONS:
+            raise ShapeError(
+                f"the file requires the {name} glTF extension ({_GEOMETRY_EXTENSIONS[name]}), "
+                "which is not supported"
+            )
+
+
+def _for_trimesh(data: bytes, text: bytes, document: dict, glb: bool, blank_version: bool) -> _Checked:
+    """The bytes trimesh is given, and notes. trimesh's JSON parser refuses a byte-order mark (which the glTF
+    spec lets a reader ignore: RFC 8259 section 8.1), its version check refuses an empty or null version
+    (read here as 2.0: the layout was checked as 2.0's), and it drops the first camera node it meets, with
+    its mesh and children. For those, it is given the checked document written out again."""
+    notes = []
+    if text.startswith(codecs.BOM_UTF8):
+        notes.append("ignored the byte-order mark before the glTF JSON (glTF files should not have one)")
+    if blank_version:
+        notes.append("the file gives no glTF version (asset.version); read it as glTF 2.0")
+    nodes = document.get("nodes", [])
+    if not notes and not any("camera" in node and ("mesh" in node or "children" in node) for node in nodes):
+        return _Checked(data)
+    # The text once more as an ASCII str and as bytes (escaping a non-ASCII character at most triples its
+    # UTF-8 bytes, and keeps a lone surrogate writable), and the GLB around it.
+    claim(6 * len(text) + (len(data) if glb else 0), "a copy of the glTF file for trimesh")
+    fixed = {**document, "asset": {"version": "2.0"}}  # trimesh reads nothing else of the asset
+    if "nodes" in document:  # no camera is used: every node is a plain one
+        fixed["nodes"] = [{key: value for key, value in node.items() if key != "camera"} for node in nodes]
+    rewritten = json.dumps(fixed).encode("ascii")
+    return _Checked(_with_json(data, len(text), rewritten) if glb else rewritten, tuple(notes))
+
+
+def _with_json(data: bytes, old_length: int, text: bytes) -> bytes:
+    """The GLB file ``data`` with its JSON chunk (``old_length`` bytes) replaced by ``text``."""
+    text += b" " * (-len(text) % 4)  # chunks are padded to 4 bytes, the JSON one with spaces
+    start = _GLB_HEADER.size + _CHUNK_HEADER.size
+    rest = memoryview(data)[start + old_length :]  # the BIN chunk and any others, as they are
+    header = _GLB_HEADER.pack(_GLB_MAGIC, 2, start + len(text) + len(rest))
+    return b"".join((header, _CHUNK_HEADER.pack(len(text), _JSON_CHUNK), text, rest))
 
 
 def _buffer_lengths(document: dict, binary: memoryview | None, glb: bool) -> list[int]:
@@ -287,25 +435,51 @@ def _accessor_bytes(index: int, accessor: dict, document: dict, views: list[int]
 
 def _mesh_load(index: int, mesh: dict, accessors: list[dict]) -> tuple[int, _Load]:
     """(bytes trimesh allocates to build the mesh's primitives once, the cost of one placed copy)."""
+    _name(mesh, f"mesh {index}")
+    if "primitives" not in mesh:
+        raise ShapeError(f"mesh {index} has no primitives")
     built, placed = 0, []
     for k, primitive in enumerate(_objects(mesh, "primitives", f"mesh {index}")):
+        what = f"mesh {index}'s primitive {k}"
+        _check_primitive_extensions(primitive, what)
         mode = primitive.get("mode", _TRIANGLES)
         if mode not in (_POINTS, _LINES, _TRIANGLES, _STRIP):
             continue  # trimesh skips line loops, line strips and fans
-        attributes = primitive.get("attributes")
-        if not isinstance(attributes, dict) or "POSITION" not in attributes:
-            raise ShapeError(f"mesh {index}'s primitive {k} has no POSITION attribute")
-        vertices = _data_count(attributes["POSITION"], "POSITION", index, primitive, accessors)
-        indices = (_data_count(primitive["indices"], "indices", index, primitive, accessors)
-                   if "indices" in primitive else vertices)  # fmt: skip
-        built += _BUILT_VERTEX * vertices * len(_BUILT_ATTRIBUTES & attributes.keys())
+        vertices, indices = _primitive_counts(primitive, what, index, accessors)
+        built += _BUILT_VERTEX * vertices * len(_BUILT_ATTRIBUTES & primitive["attributes"].keys())
         built += _BUILT_INDEX.get(mode, 8) * indices
+        if mode == _TRIANGLES and indices % 3:  # trimesh would fail to reshape them into triangles
+            source = "indices" if "indices" in primitive else "vertices"
+            raise ShapeError(f"{what} draws triangles from {indices:,} {source}: not a multiple of 3")
         triangles = {_TRIANGLES: indices // 3, _STRIP: max(indices - 2, 0)}.get(mode, 0)
         if mode == _LINES:
             continue  # a path: built, never placed
         cost = _PLACED_VERTEX * vertices + _PLACED_TRIANGLE * triangles
         placed.append(_Load(cost, vertices, 0) if mode != _POINTS else _Load(cost, 0, vertices))
     return built, _total(*placed)
+
+
+def _check_primitive_extensions(primitive: dict, what: str) -> None:
+    """trimesh runs a primitive's extensions before reading it; a Draco one would decode a blob whose size
+    no check here bounds, so it is refused even when uncompressed accessors back it up."""
+    extensions = primitive.get("extensions", {})
+    if not isinstance(extensions, dict):
+        raise ShapeError(f"{what}'s extensions must be a JSON object, not {_shown(extensions)}")
+    if _DRACO in extensions:
+        raise ShapeError(f"{what} is Draco-compressed ({_DRACO}), which is not supported")
+
+
+def _primitive_counts(primitive: dict, what: str, mesh: int, accessors: list[dict]) -> tuple[int, int]:
+    """(vertices, indices) of a primitive trimesh reads, after checking its attributes and indices."""
+    attributes = primitive.get("attributes")
+    if not isinstance(attributes, dict) or "POSITION" not in attributes:
+        raise ShapeError(f"{what} has no POSITION attribute")
+    for name, value in attributes.items():  # trimesh reads NORMAL, COLOR_0 and custom ones too
+        _reference(value, len(accessors), f"the {printable(name)[:40]} attribute of {what}")
+    vertices = _data_count(attributes["POSITION"], "POSITION", mesh, primitive, accessors)
+    if "indices" not in primitive:
+        return vertices, vertices
+    return vertices, _data_count(primitive["indices"], "indices", mesh, primitive, accessors)
 
 
 def _data_count(value: Any, role: str, mesh: int, primitive: dict, accessors: list[dict]) -> int:
@@ -315,20 +489,31 @@ def _data_count(value: Any, role: str, mesh: int, primitive: dict, accessors: li
     if "sparse" in accessor:
         raise ShapeError(f"{what} is sparse, which is not supported")
     if "bufferView" not in accessor:
-        extensions = ", ".join(primitive.get("extensions", {}))
+        extensions = ", ".join(map(str, primitive.get("extensions", {})))
         reason = f" (the {extensions} extension is not supported)" if extensions else ""
         raise ShapeError(f"{what} has no bufferView: its values would all be zero{reason}")
+    component, kind = accessor["componentType"], accessor["type"]  # checked by _accessor_bytes
+    if role == "POSITION" and kind != "VEC3":
+        raise ShapeError(f"{what} must hold VEC3 values, not {kind}")
+    if role == "indices" and (kind != "SCALAR" or component not in _INDEX_COMPONENTS):
+        raise ShapeError(
+            f"{what} must hold unsigned integer SCALAR values (componentType 5121, 5123 or 5125), "
+            f"not {kind} of componentType {component}"
+        )
     return accessor["count"]
 
 
 def _scene_load(document: dict, meshes: list[_Load]) -> _Load:
     """The cost of every copy of every mesh that trimesh's scene places: one per path from the scene's roots
     (memoised per node), refusing cycles and absurd depths."""
-    if "scenes" not in document:
-        return _Load()  # trimesh places nothing
     scenes = _objects(document, "scenes")
+    if not scenes:
+        return _Load()  # trimesh places nothing
     scene = scenes[_reference(document.get("scene", 0), len(scenes), "the default scene")]
     nodes = _objects(document, "nodes")
+    cameras = _objects(document, "cameras")
+    for i, node in enumerate(nodes):  # trimesh names every node, placed or not
+        _name(node, f"node {i}")
     memo: dict[int, _Load] = {}
     active: set[int] = set()  # the current path, to find cycles
 
@@ -341,6 +526,7 @@ def _scene_load(document: dict, meshes: list[_Load]) -> _Load:
             raise ShapeError(f"the node hierarchy is more than {_MAX_DEPTH} levels deep")
         active.add(index)
         node = nodes[index]
+        _check_node(index, node, cameras)
         mesh = _reference(node["mesh"], len(meshes), f"node {index}'s mesh") if "mesh" in node else None
         own = meshes[mesh] if mesh is not None else _Load()
         children = [visit(_reference(child, len(nodes), f"node {index}'s child"), depth + 1)
@@ -353,6 +539,22 @@ def _scene_load(document: dict, meshes: list[_Load]) -> _Load:
     return _total(*(visit(root, 0) for root in roots))
 
 
+def _check_node(index: int, node: dict, cameras: list[dict]) -> None:
+    """A placed node's transform properties and camera, as trimesh reads them."""
+    for key, length in _TRANSFORMS.items():
+        if key in node:
+            _numbers(node[key], length, f"node {index}'s {key}")
+    if "camera" in node:
+        camera = _reference(node["camera"], len(cameras), f"node {index}'s camera")
+        perspective = cameras[camera].get("perspective", {})
+        if not isinstance(perspective, dict):
+            shown = _shown(perspective)
+            raise ShapeError(f"camera {camera}'s perspective must be a JSON object, not {shown}")
+        for key in _CAMERA_NUMBERS:
+            if key in perspective:
+                _numbers([perspective[key]], 1, f"camera {camera}'s {key}")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Typed access to the JSON
 # ----------------------------------------------------------------------------------------------------------
@@ -361,14 +563,16 @@ def _scene_load(document: dict, meshes: list[_Load]) -> _Load:
 def _list(parent: dict, key: str, owner: str = "the glTF file") -> list:
     value = parent.get(key, [])
     if not isinstance(value, list):
-        raise ShapeError(f"{owner}'s {key} must be a list")
+        raise ShapeError(f"{owner}'s {key} must be a list, not {_shown(value)}")
     return value
 
 
 def _objects(parent: dict, key: str, owner: str = "the glTF file") -> list[dict]:
     items = _list(parent, key, owner)
-    if not all(isinstance(item, dict) for item in items):
-        raise ShapeError(f"{owner}'s {key} must all be JSON objects")
+    wrong = next((i for i, item in enumerate(items) if not isinstance(item, dict)), None)
+    if wrong is not None:
+        shown = _shown(items[wrong])
+        raise ShapeError(f"{owner}'s {key} must all be JSON objects ({key}[{wrong}] is {shown})")
     return items
 
 
@@ -383,3 +587,33 @@ def _reference(value: Any, size: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
         raise ShapeError(f"{what} refers to index {value!r:.40}, but there are {size} to choose from")
     return value
+
+
+def _numbers(value: Any, length: int, what: str) -> None:
+    """A list of ``length`` numbers (booleans are not numbers, though Python counts them as ints)."""
+    if not (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    ):
+        shown = _shown(value[0] if length == 1 and isinstance(value, list) else value)
+        raise ShapeError(f"{what} must be {'a number' if length == 1 else f'a list of {length} numbers'}, "
+                         f"not {shown}")  # fmt: skip
+
+
+def _name(item: dict, what: str) -> None:
+    """trimesh builds unique names from a mesh's or node's name, which must then be a string, and hashes
+    them as UTF-8 (which a lone surrogate, such as JSON's "\\ud800", is not)."""
+    name = item.get("name", "")
+    if not isinstance(name, str):
+        raise ShapeError(f"{what}'s name must be a string, not {_shown(name)}")
+    try:
+        name.encode()
+    except UnicodeEncodeError as err:
+        raise ShapeError(f"{what}'s name is not valid Unicode (a lone surrogate: {_shown(name)})") from err
+
+
+def _shown(value: Any) -> str:
+    """A JSON value for a message: short, on one line (repr escapes control characters)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

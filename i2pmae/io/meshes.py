@@ -15,10 +15,15 @@ for lines never outgrow a chunk, and each chunk's arrays are claimed from the re
 built. Numbers are parsed by numpy: a regex picks the statements of a chunk, and rows of different lengths
 (triangles and quads) are counted on the bytes and parsed flat (:func:`_word_counts`, :func:`_numbers`).
 The OBJ line-by-line reader decides wherever that vectorised path declines (bare statements, index 0,
-values numpy does not parse): ``test_obj_fast_path_agrees_with_the_line_by_line_reader``.
+faces of fewer than 3 indices, values numpy does not parse: its errors name the line):
+``test_obj_fast_path_agrees_with_the_line_by_line_reader``.
+
+OFF faces whose indices wrap onto the following lines are read as a stream of values (:class:`_OffReader`),
+and ``OFF BINARY`` in Geomview's layout and in pmp-library's (:func:`_binary_off`).
 
 A binary STL is read by trimesh after a check that its size matches its triangle count (trimesh returns an
-empty mesh otherwise); an ASCII STL cut inside a triangle or after its last facet is refused.
+empty mesh otherwise, and fails on a count of 0); an ASCII STL cut inside a triangle or after its last facet
+is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import Parsed, ShapeError, as_index, check_count, claim, format_size
-from .polygons import check_lengths, triangulate
+from .polygons import MAX_POLYGON_VERTICES, check_lengths, triangulate
 from .source import Source
 from .tables import text_bytes, unix_lines
 
@@ -53,6 +58,10 @@ _OFF_KEYWORD = re.compile(r"(ST)?C?N?OFF")
 # A line's text before any comment (a byte-order mark counts as a space: ``^`` only matches at line starts).
 _OFF_CONTENT = re.compile(rb"^(?:\xef\xbb\xbf)?+[ \t\r\f\v]*([^#\s][^\n#]*)", re.MULTILINE)
 _OFF_COMMENT = re.compile(rb"#[^\n]*")
+_OFF_BINARY = re.compile(rb"[ \t]*((?:ST)?C?N?4?n?OFF)[ \t]+BINARY[ \t]*\r?\n")
+# (byte order, whether each face ends in a colour count and that many floats): Geomview's layout (it
+# specifies big-endian), then pmp-library's (little-endian, no face colours), then the other two.
+_OFF_BINARY_LAYOUTS = ((">", True), ("<", False), ("<", True), (">", False))
 
 _BLANK = np.isin(np.arange(256), list(b" \t\x1f\n"))  # (256,) what str.split() splits at, once breaks are LF
 # Where str.splitlines splits besides LF: made LF before the OBJ statements are picked out.
@@ -336,7 +345,9 @@ def _obj_fast_faces(
     counts = _word_counts(codes)  # (F,)
     if len(counts) != num_rows:
         return None
-    check_lengths(counts.max(initial=3)[None])  # the longest: the fast path's shorter faces are its own
+    if counts.min(initial=3) < 3:
+        return None  # the line reader names the line of a face of fewer than 3 indices
+    check_lengths(counts.max(initial=3)[None])  # the longest, before its values are parsed
     flat = _numbers(codes, np.int64, int(counts.sum()))
     if (flat == 0).any():
         return None
@@ -380,6 +391,9 @@ def _obj_lines(text: str, first_line: int) -> _ObjPart:
                 raise ShapeError(f"line {number}: a vertex needs x y z, got {line.strip()[:80]!r}")
             vertices.append(" ".join(words[1:4]))
         elif words[0] == "f":
+            if len(words) < 4:
+                got = line.strip()[:80]
+                raise ShapeError(f"line {number}: a face needs at least 3 vertex indices, got {got!r}")
             check_lengths(np.array([len(words) - 1]))
             faces.append([_obj_index(word, number) for word in words[1:]])
             prior.append(len(vertices))
@@ -431,7 +445,11 @@ def _float_rows(rows: list[str], what: str) -> np.ndarray:
 
 
 def read_off(source: Source) -> Parsed:
-    """OFF, COFF, NOFF, STOFF; the counts may follow the keyword on its line, even glued (``OFF8 12 0``)."""
+    """OFF, COFF, NOFF, STOFF; the counts may follow the keyword on its line, even glued (``OFF8 12 0``);
+    faces whose indices run over several lines (:class:`_OffReader`); ``OFF BINARY`` (:func:`_binary_off`)."""
+    binary = _OFF_BINARY.match(source.data)
+    if binary is not None:
+        return _binary_off(source.data, binary)
     data = unix_lines(text_bytes(source.data, "OFF")[0])
     num_vertices, num_faces, body = _off_header(data)
     check_count(num_vertices, "vertices")
@@ -443,9 +461,14 @@ def read_off(source: Source) -> Parsed:
         return Parsed(np.empty((0, 3)))
     # The chunks' arrays and their concatenation: vertices, and triangles at least.
     budget = _Reserved(2 * 3 * _INDEX_BYTES * (num_vertices + num_faces), "the OFF vertices and faces")
-    vertices, polygons = _off_body(data, body, (num_vertices, num_faces), budget)
-    points = _joined(vertices, "the OFF vertices", 3, budget)
-    return Parsed(points, _triangles(points, polygons, budget)) if num_faces else Parsed(points)
+    reader = _OffReader((num_vertices, num_faces), budget)
+    for _, chunk in _chunks(data, body):
+        if reader.complete:
+            break  # lines after the promised vertices and faces are not read
+        reader.feed(_OFF_COMMENT.sub(b"", chunk) if b"#" in chunk else chunk)
+    reader.check_complete()
+    points = _joined(reader.vertices, "the OFF vertices", 3, budget)
+    return Parsed(points, _triangles(points, reader.polygons, budget)) if num_faces else Parsed(points)
 
 
 def _off_header(data: bytes) -> tuple[int, int, int]:
@@ -471,33 +494,162 @@ def _off_truncated(num_vertices: int, num_faces: int, holds: str) -> str:
     )
 
 
-def _off_body(
-    data: bytes, start: int, promised: tuple[int, int], budget: _Reserved
-) -> tuple[list[np.ndarray], dict[int, list[np.ndarray]]]:
-    """Chunks of (V_c, 3) vertices and {k: chunks of (F_c, k) faces}, from the data lines after ``start``;
-    lines after the ``promised`` (vertices, faces) are not read."""
-    num_vertices, num_faces = promised
-    vertices, polygons, wanted = [], {}, num_vertices + num_faces
-    got = 0
-    for _, chunk in _chunks(data, start):
-        if got == wanted:
-            break
-        text = _OFF_COMMENT.sub(b"", chunk) if b"#" in chunk else chunk
-        codes = np.frombuffer(text, np.uint8)
-        counts = _word_counts(codes)  # (R,)
-        take = min(len(counts), wanted - got)
+class _OffReader:
+    """The vertices and faces of an OFF body, fed a chunk of lines at a time (comments removed).
+
+    While rows line up (a vertex a line, a face a line: ``k i_1 ... i_k [colour]``), each chunk is parsed
+    at once. OFF is whitespace-separated, though, and some writers wrap a face's indices onto the following
+    lines (libigl's tutorial data): from the first row that does not line up, the rest is read as a stream
+    of values in which each vertex or face starts a line, takes the values it needs from the lines after
+    when its own holds too few, and ignores the rest of the line where it ends (a colour), as libigl does.
+    Either way the items are the header's counts, which MAX_POINTS, MAX_FACES and the read budget checked
+    before the body was parsed; the stream takes one Python step an item (where one starts depends on the
+    one before), about 1.5 s a million faces, and each chunk's arrays are claimed as in the row path.
+    """
+
+    def __init__(self, promised: tuple[int, int], budget: _Reserved) -> None:
+        self.num_vertices, self.num_faces = promised
+        self.budget = budget
+        self.vertices: list[np.ndarray] = []  # chunks of (V_c, 3) float64
+        self.polygons: dict[int, list[np.ndarray]] = {}  # k -> chunks of (F_c, k) int64
+        self.done = 0  # items read: vertices, then faces
+        self.streaming = False
+        self.carry: list[np.ndarray] = []  # the values so far of an item cut by a chunk's end (streaming)
+        self.carry_needs = 0  # how many values that item takes
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.num_vertices + self.num_faces
+
+    def feed(self, chunk: bytes) -> None:
+        codes = np.frombuffer(chunk, np.uint8)
+        counts = _word_counts(codes)  # (R,) values of each non-blank line
+        if not self.streaming and self._rows(codes, counts):
+            return
+        self.streaming = True
+        self._stream(codes, counts)
+
+    def check_complete(self) -> None:
+        if self.complete:
+            return
+        vertices = min(self.done, self.num_vertices)
+        how = " (its rows do not line up: read as a stream of values)" if self.streaming else ""
+        holds = f"{vertices:,} vertices and {self.done - vertices:,} faces{how}"
+        raise ShapeError(_off_truncated(self.num_vertices, self.num_faces, holds))
+
+    def _rows(self, codes: np.ndarray, counts: np.ndarray) -> bool:
+        """Read the rows as whole vertices and faces; False, reading nothing, when they do not line up."""
+        take = min(len(counts), self.num_vertices + self.num_faces - self.done)
         if take < len(counts):  # the promised lines end here: what follows is not read
             codes, counts = codes[: _rows_end(codes, take)], counts[:take]
         flat = _off_numbers(codes, int(counts.sum()))
         starts = np.cumsum(counts) - counts  # (R,)
-        split = max(0, min(take, num_vertices - got))  # rows of this chunk that are vertices
-        vertices.append(_off_vertices(flat, counts[:split], starts[:split], budget))
-        for size, faces in _off_faces(flat, counts[split:take], starts[split:take], budget).items():
-            polygons.setdefault(size, []).append(faces)
-        got += take
-    if got < wanted:
-        raise ShapeError(_off_truncated(num_vertices, num_faces, f"{got:,} data lines"))
-    return vertices, polygons
+        split = max(0, min(take, self.num_vertices - self.done))  # rows of this chunk that are vertices
+        sizes = flat[starts[split:]]  # (F,) what each face row announces
+        if (counts[:split] < 3).any() or not ((sizes >= 0) & (sizes < counts[split:])).all():
+            return False
+        self._add_vertices(flat, starts[:split])
+        self._add_faces(sizes, flat, starts[split:] + 1)
+        self.done += take
+        return True
+
+    def _stream(self, codes: np.ndarray, counts: np.ndarray) -> None:
+        """Read the chunk as a stream of values (see the class docstring)."""
+        flat, counts, error = _numeric_rows(codes, counts)
+        starts = np.cumsum(counts) - counts  # (R,) each row's first value
+        row = self._finish_carry(flat, starts)
+        while not self.complete and row < len(starts):
+            row = self._stream_section(flat, starts, row)
+        if error is not None and not self.complete:
+            raise error  # a value that is not a number, where the vertices and faces still go on
+
+    def _finish_carry(self, flat: np.ndarray, starts: np.ndarray) -> int:
+        """Complete the item the last chunk cut off (if any); the row where the next item starts."""
+        if not self.carry:
+            return 0
+        missing = self.carry_needs - sum(map(len, self.carry))
+        if missing > len(flat):
+            self.carry.append(flat.copy())
+            return len(starts)
+        values = np.concatenate([*self.carry, flat[:missing]])
+        self.carry = []
+        if self.done < self.num_vertices:
+            self._add_vertices(values, np.zeros(1, np.int64))
+        else:
+            self._add_faces(values[:1], values, np.ones(1, np.int64))
+        self.done += 1
+        return int(np.searchsorted(starts, missing))
+
+    def _stream_section(self, flat: np.ndarray, starts: np.ndarray, row: int) -> int:
+        """Read items of the current section (vertices or faces) from ``row`` on, each starting a row;
+        return the row after the last one read (or the chunk's end, an item cut there carried over)."""
+        vertices = self.done < self.num_vertices
+        left = (self.num_vertices if vertices else self.num_vertices + self.num_faces) - self.done
+        needs = np.full(len(starts), 3) if vertices else 1 + _face_sizes(flat[starts])  # (R,) values
+        ends = starts + needs  # (R,) one past the item, were it to start at this row
+        after = np.searchsorted(starts, ends)  # (R,) the row the next item would start at
+        chain, count, cut = np.empty(min(left, len(starts) - row), np.int64), 0, None
+        while count < left and row < len(starts):  # one step per item: each depends on the one before
+            if ends[row] > len(flat):
+                cut, row = row, len(starts)
+                break
+            chain[count], count, row = row, count + 1, after[row]
+        chain = chain[:count]
+        if vertices:
+            self._add_vertices(flat, starts[chain])
+        else:
+            self._add_faces(flat[starts[chain]], flat, starts[chain] + 1)
+        self.done += count
+        if cut is not None:
+            self._carry_from(flat, starts[cut], int(needs[cut]), vertices)
+        return int(row)
+
+    def _carry_from(self, flat: np.ndarray, start: int, needs: int, vertex: bool) -> None:
+        """Keep the values of an item cut by the chunk's end; a face's size, which bounds them, is checked."""
+        if not vertex:
+            check_lengths(as_index(flat[start : start + 1], "OFF faces"))
+        self.carry, self.carry_needs = [flat[start:].copy()], needs
+
+    def _add_vertices(self, flat: np.ndarray, starts: np.ndarray) -> None:
+        """Vertex values "x y z [colour ...]" from each of ``starts`` -> (V, 3) float64."""
+        self.budget.claim(len(starts) * 3 * _INDEX_BYTES, "the OFF vertices")
+        self.vertices.append(_rows_of(flat, starts, 3))
+
+    def _add_faces(self, sizes: np.ndarray, flat: np.ndarray, first: np.ndarray) -> None:
+        """Faces of (F,) ``sizes`` whose indices start at ``first`` -> {k: (F_k, k) int64}."""
+        what = "OFF faces"
+        sizes = as_index(sizes, what)
+        check_lengths(sizes)
+        self.budget.claim(int(sizes.sum()) * _INDEX_BYTES, "the OFF faces")
+        for k in np.unique(sizes):
+            rows = as_index(_rows_of(flat, first[sizes == k], int(k)), what)
+            self.polygons.setdefault(int(k), []).append(rows)
+
+
+def _face_sizes(values: np.ndarray) -> np.ndarray:
+    """Face sizes as rows announce them -> int64, 0 where one is not a valid size (it is refused once its
+    row turns out to start a face; other rows are continuations, their first value any index)."""
+    valid = (values >= 0) & (values <= MAX_POLYGON_VERTICES) & (values == np.round(values))
+    return np.where(valid, values, 0).astype(np.int64)
+
+
+def _numeric_rows(codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, ShapeError | None]:
+    """The values of the leading rows of ``codes`` that are all numbers, those rows' counts, and the error
+    for the first row that is not (None if all are): text after the last face need not be numbers."""
+    try:
+        return _off_numbers(codes, int(counts.sum())), counts, None
+    except ShapeError as err:
+        error = err
+    good, bad = 0, len(counts)  # rows[:good] parse, rows[:bad] do not: bisect (only on this error path)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        try:
+            _off_numbers(codes[: _rows_end(codes, middle)], int(counts[:middle].sum()))
+            good = middle
+        except ShapeError:
+            bad = middle
+    flat = _off_numbers(codes[: _rows_end(codes, good)], int(counts[:good].sum())) if good else np.empty(0)
+    return flat, counts[:good], error
 
 
 def _rows_end(codes: np.ndarray, rows: int) -> int:
@@ -516,30 +668,105 @@ def _off_numbers(codes: np.ndarray, count: int) -> np.ndarray:
         raise ShapeError(f"OFF data: a value is not a number ({str(err).split(' at row')[0]})") from err
 
 
-def _off_vertices(flat: np.ndarray, counts: np.ndarray, starts: np.ndarray, budget: _Reserved) -> np.ndarray:
-    """Vertex rows "x y z [colour ...]" -> (V, 3) float64."""
-    if (counts < 3).any():
-        raise ShapeError("OFF vertices: every vertex line needs x y z (is the header's vertex count right?)")
-    budget.claim(len(counts) * 3 * _INDEX_BYTES, "the OFF vertices")
-    return _rows_of(flat, starts, 3)
+def _binary_off(data: bytes, header: re.Match) -> Parsed:
+    """``OFF BINARY``: after the keyword line, int32 counts (vertices, faces, edges); float32 vertices (x y z,
+    then the normal, colour and texture coordinates the keyword's N, C and ST announce); then per face an
+    int32 count n, n int32 indices and, in Geomview's layout, an int32 colour count and that many float32.
 
-
-def _off_faces(
-    flat: np.ndarray, counts: np.ndarray, starts: np.ndarray, budget: _Reserved
-) -> dict[int, np.ndarray]:
-    """Face rows "k i_1 ... i_k [colour]" -> {k: (F_k, k) int64}."""
-    what = "OFF faces"
-    sizes = flat[starts]  # (F,)
-    bad = ~((sizes >= 0) & (sizes < counts))
-    if bad.any():
-        first = int(np.argmax(bad))
+    Geomview writes big-endian; pmp-library writes its machine's byte order (little-endian) and no face
+    colours. The layout taken is the first of :data:`_OFF_BINARY_LAYOUTS` whose faces end exactly at the
+    file's end."""
+    keyword = header.group(1).decode()
+    if "4" in keyword or "n" in keyword:
+        raise ShapeError(f"binary OFF of homogeneous or n-D vertices ({keyword!r}) is not supported")
+    width = 3 + 3 * ("N" in keyword) + 4 * ("C" in keyword) + 2 * keyword.startswith("ST")  # float32 a vertex
+    start = header.end() + 12  # after the counts
+    budget = _Reserved(0, "the OFF vertices and faces")  # claims go straight to the read's budget
+    for order, colours in _OFF_BINARY_LAYOUTS:
+        counts = _binary_off_counts(data, start, order, width)
+        if counts is None:
+            continue
+        num_vertices, num_faces = counts
+        check_count(num_vertices, "vertices")
+        check_count(num_faces, "faces", faces=True)
+        faces_at = start + 4 * width * num_vertices
+        polygons = _binary_off_faces(data, faces_at, num_faces, (order, colours), budget)
+        if polygons is not None:
+            break
+    else:
         raise ShapeError(
-            f"{what}: a face row announces {sizes[first]:g} vertices but holds {counts[first] - 1} values"
+            "binary OFF: its data fits its counts in neither Geomview's layout nor pmp-library's, in either "
+            "byte order (a truncated file?)"
         )
-    sizes = as_index(sizes, what)
+    budget.claim(num_vertices * 3 * _INDEX_BYTES, "the OFF vertices")
+    table = np.frombuffer(data, order + "f4", num_vertices * width, start).reshape(num_vertices, width)
+    points = table[:, :3].astype(np.float64)  # (V, 3)
+    return Parsed(points, _triangles(points, polygons, budget)) if num_faces else Parsed(points)
+
+
+def _binary_off_counts(data: bytes, start: int, order: str, width: int) -> tuple[int, int] | None:
+    """(vertices, faces) read in byte order ``order``; None unless they fit the file (3 indices a face)."""
+    if len(data) < start:
+        return None
+    num_vertices, num_faces, _ = struct.unpack_from(order + "3i", data, start - 12)
+    smallest = 4 * width * num_vertices + 4 * 4 * num_faces
+    fits = min(num_vertices, num_faces) >= 0 and smallest <= len(data) - start
+    return (num_vertices, num_faces) if fits else None
+
+
+def _binary_off_faces(
+    data: bytes, offset: int, count: int, layout: tuple[str, bool], budget: _Reserved
+) -> dict[int, list[np.ndarray]] | None:
+    """{n: [(F_n, n) int32 indices]} of ``count`` faces from ``offset``; None unless they end at the file's
+    end in this ``layout`` (byte order, whether faces carry colours)."""
+    order, colours = layout
+    if (len(data) - offset) % 4:
+        return None
+    words = np.frombuffer(data, order + "i4", (len(data) - offset) // 4, offset)  # (W,), no copy
+    if count == 0:
+        return {} if len(words) == 0 else None
+    uniform = _uniform_binary_faces(words, count, colours)
+    if uniform is not None:
+        budget.claim(uniform.size * 4, "the OFF faces")
+        return {uniform.shape[1]: [uniform]}
+    budget.claim(16 * count, f"the sizes of {count:,} OFF faces")
+    walked = _walk_binary_faces(words, count, colours)
+    if walked is None:
+        return None
+    starts, sizes = walked
     check_lengths(sizes)
-    budget.claim(int(sizes.sum()) * _INDEX_BYTES, "the OFF faces")
-    return {int(k): as_index(_rows_of(flat, starts[sizes == k] + 1, k), what) for k in np.unique(sizes)}
+    budget.claim(int(sizes.sum()) * 4, "the OFF faces")
+    return {int(n): [words[starts[sizes == n, None] + np.arange(n)]] for n in np.unique(sizes)}
+
+
+def _uniform_binary_faces(words: np.ndarray, count: int, colours: bool) -> np.ndarray | None:
+    """(F, n) indices when every face has the first one's size (and colour count): one strided view."""
+    size = int(words[0])
+    colour = int(words[1 + size]) if colours and 0 <= size < len(words) - 1 else 0
+    width = 1 + size + (1 + colour if colours else 0)  # int32 words a face
+    if not (3 <= size <= MAX_POLYGON_VERTICES and 0 <= colour <= 4 and width * count == len(words)):
+        return None
+    table = words.reshape(count, width)
+    if (table[:, 0] != size).any() or (colours and (table[:, 1 + size] != colour).any()):
+        return None
+    return table[:, 1 : 1 + size]
+
+
+def _walk_binary_faces(words: np.ndarray, count: int, colours: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(F,) word offsets of each face's indices and (F,) sizes, face by face (about 1 s a million); None
+    when a size or colour count is negative or the faces do not end exactly at the file's end."""
+    starts, sizes = np.empty(count, np.int64), np.empty(count, np.int64)
+    position = 0
+    for face in range(count):
+        if position >= len(words) or words[position] < 0:
+            return None
+        starts[face], sizes[face] = position + 1, words[position]
+        position += 1 + int(words[position])
+        if colours:
+            if position >= len(words) or not 0 <= words[position] <= 4:
+                return None
+            position += 1 + int(words[position])
+    return (starts, sizes) if position == len(words) else None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -569,6 +796,8 @@ def read_stl(source: Source) -> Parsed:
 def _binary_stl(data: bytes, count: int) -> Parsed:
     from trimesh.exchange.stl import load_stl
 
+    if count == 0:  # trimesh then returns no vertices at all
+        raise ShapeError("the binary STL file holds no triangles (its header's triangle count is 0)")
     check_count(3 * count, "vertices")
     claim(count * (9 * 4 + 3 * _INDEX_BYTES), "the STL triangles")  # float32 corners, int64 faces
     mesh = load_stl(io.BytesIO(data))

@@ -9,6 +9,8 @@ one numpy call (ASCII ``loadtxt``, binary ``frombuffer``), or an LZF decompressi
 field. Each array is claimed from the read's budget before it is built: the LZF header's uncompressed size
 (23 MB of LZF can announce 2 GB), and the ASCII table bounded by the data's lines.
 
+The x, y and z fields are found in any case: PCL writes ``FIELDS x y z``, PDAL ``FIELDS X Y Z``.
+
 Organised clouds (HEIGHT > 1, from depth cameras) mark pixels without a depth with NaN; those points are
 dropped by the common checks, with a note.
 """
@@ -24,6 +26,7 @@ import numpy as np
 
 from .checks import Parsed, ShapeError, check_count, claim
 from .source import Source, header_lines
+from .tables import shown_names, xyz_positions
 
 _KEYS = ("VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS", "DATA")
 _DTYPES = ("f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")
@@ -41,14 +44,15 @@ class _Header:
     counts: list[int]  # values per field
     points: int
     data: str  # ascii | binary | binary_compressed
+    axes: list[int]  # the fields x, y and z, by index
 
     def layout(self) -> list[tuple[str, int]]:
         """(numpy type code, values per point) of each field."""
         return list(zip(self.dtypes, self.counts, strict=True))
 
-    def column(self, name: str) -> int:
-        """Index of the first value of field ``name`` in a row of all values."""
-        return sum(self.counts[: self.fields.index(name)])
+    def column(self, field: int) -> int:
+        """Index of the first value of field number ``field`` in a row of all values."""
+        return sum(self.counts[:field])
 
 
 def read_pcd(source: Source) -> Parsed:
@@ -71,8 +75,9 @@ def _parse_header(lines: list[str]) -> _Header:
             raise ShapeError(f"not a PCD file (unexpected header line {line[:80]!r})")
         entries[words[0]] = words[1:]
     fields = entries.get("FIELDS", [])
-    if not all(axis in fields for axis in "xyz"):
-        raise ShapeError(f"the PCD file has no x, y and z fields (FIELDS {' '.join(fields)})")
+    axes, problem = xyz_positions(fields, "field")
+    if problem:
+        raise ShapeError(f"the PCD file has no x, y and z fields ({problem}; FIELDS {shown_names(fields)})")
     sizes, types = entries.get("SIZE", []), entries.get("TYPE", [])
     counts = [int(c) for c in entries.get("COUNT", ["1"] * len(fields))]
     if not len(fields) == len(sizes) == len(types) == len(counts):
@@ -80,7 +85,7 @@ def _parse_header(lines: list[str]) -> _Header:
     dtypes = [_dtype(kind, size) for kind, size in zip(types, sizes, strict=True)]
     width, height = int(entries.get("WIDTH", ["0"])[0]), int(entries.get("HEIGHT", ["1"])[0])
     points = int(entries.get("POINTS", [str(width * height)])[0])
-    return _Header(fields, dtypes, counts, points, entries["DATA"][0] if entries.get("DATA") else "")
+    return _Header(fields, dtypes, counts, points, entries["DATA"][0] if entries.get("DATA") else "", axes)
 
 
 def _dtype(kind: str, size: str) -> str:
@@ -114,7 +119,7 @@ def _ascii(data: bytes, offset: int, header: _Header) -> np.ndarray:
         )
     if table.size and table.shape[1] != width:
         raise ShapeError(f"PCD data rows hold {table.shape[1]} values; the header's fields need {width}")
-    return table[:, [header.column(axis) for axis in "xyz"]] if table.size else np.empty((0, 3))  # (N, 3)
+    return table[:, [header.column(i) for i in header.axes]] if table.size else np.empty((0, 3))  # (N, 3)
 
 
 def _first_row_width(data: bytes, offset: int) -> int | None:
@@ -138,7 +143,7 @@ def _binary(data: bytes, offset: int, header: _Header) -> np.ndarray:
         )
     table = np.frombuffer(body, row, header.points)  # (N,) structured, a view of ``data``
     claim(header.points * _POINT_BYTES, "the PCD points")
-    return np.stack([table[f"f{header.fields.index(axis)}"][:, 0] for axis in "xyz"], axis=1)  # (N, 3)
+    return np.stack([table[f"f{axis}"][:, 0] for axis in header.axes], axis=1)  # (N, 3)
 
 
 def _compressed(data: bytes, offset: int, header: _Header) -> np.ndarray:
@@ -160,8 +165,7 @@ def _compressed(data: bytes, offset: int, header: _Header) -> np.ndarray:
     raw = _lzf_decompress(body[_SIZES.size : _SIZES.size + compressed_size], raw_size)
     starts = np.concatenate([[0], np.cumsum(sizes)])  # (fields + 1,)
     columns = []
-    for axis in "xyz":
-        i = header.fields.index(axis)
+    for i in header.axes:
         column = np.frombuffer(raw, header.dtypes[i], header.points * header.counts[i], int(starts[i]))
         columns.append(column.reshape(header.points, header.counts[i])[:, 0])  # (N,)
     return np.stack(columns, axis=1)  # (N, 3)

@@ -16,7 +16,11 @@ what plyfile does not:
   one loop over the rows' list lengths, then the lists gathered per length with numpy;
 - nothing is built before the read budget allows it (:func:`~i2pmae.io.checks.claim`): rows with lists are
   bounded by MAX_FACES, a polygon by MAX_POLYGON_VERTICES, and each table is claimed before it is parsed;
-- CRLF header lines are rewritten to LF for plyfile (it takes the first line's ending for all of them).
+- header lines end in LF, CRLF or, as the first line shows, CR alone (the spec's "carriage-return
+  terminated" lines, which Rhino 6 writes: a binary body then starts right after the CR of ``end_header``,
+  :func:`_header_lines`); they are rewritten to LF for plyfile, which takes the first line's ending for all
+  of them (a CRLF header after "ply\n" made it read on into the binary data). An ASCII body of CR-only
+  lines is read as LF lines.
 
 Kept by hand for speed: plyfile also reads ASCII row by row (0.87 s for 50k faces, x30 open3d), so an
 ASCII body whose header is regular is read with one numpy ``loadtxt`` per element and cast to the
@@ -28,6 +32,7 @@ plyfile, whose verdict stands (``tests/test_io.py::test_ply_ascii_fast_path_agre
 from __future__ import annotations
 
 import io
+import re
 import struct
 import tempfile
 import warnings
@@ -40,7 +45,7 @@ import numpy as np
 
 from .checks import Parsed, ShapeError, as_index, check_count, claim
 from .polygons import check_lengths, triangulate
-from .source import Source, header_lines
+from .source import MAX_HEADER_LINES, Source
 
 _KEYWORDS = frozenset(("ply", "format", "element", "property", "comment", "end_header"))
 _OBJ_INFO = "obj_info"  # standard, but exporters write it where plyfile refuses it: made a comment silently
@@ -59,6 +64,7 @@ _WHITESPACE = np.frombuffer(b" \t\r\n\v\f", np.uint8)
 _SCAN_CHUNK = 1 << 20  # bytes counted at a time when looking for where an element's lines end
 _CHUNK_LINES = 1 << 18  # ASCII face rows parsed at once: bounds the working arrays (~40 bytes a byte)
 _GATHER_BYTES = 1 << 24  # index bytes built at a time when gathering variable-length lists
+_CR_FIRST_LINE = re.compile(rb"ply[ \t]*\r(?!\n)")  # header lines that end in CR alone (Rhino 6, old Macs)
 
 
 @dataclass
@@ -71,7 +77,7 @@ class _Element:
 def read_ply(source: Source) -> Parsed:
     if not source.data.startswith(b"ply"):
         raise ShapeError("not a PLY file (it does not start with 'ply')")
-    lines, offset = header_lines(source.data, lambda line: line == "end_header", "PLY")
+    lines, offset = _header_lines(source.data)
     header, ignored = _standard_header(lines)
     fmt, elements = _declared(header)
     body = memoryview(source.data)[offset:]
@@ -79,10 +85,14 @@ def read_ply(source: Source) -> Parsed:
     notes = ()
     if ignored:
         notes = (f"ignored {len(ignored)} non-standard PLY header line(s), e.g. {ignored[0][:60]!r}",)
-    known, columns = {}, None
+    known, columns, body_changed = {}, None, False
     if fmt == "ascii":
         claim(2 * body.nbytes, "the ASCII body")  # its bytes, and each element's lines cut from them
         text = bytes(body)
+        if b"\r" in text and b"\n" not in text:  # lines of old Macs: every reader below splits at LF
+            claim(len(text), "the ASCII body with LF line ends")
+            text = body = text.replace(b"\r", b"\n")
+            body_changed = True
         _check_ascii_rows(text, elements)
         columns = _ascii_columns(text, elements) if _regular(header) else None
         if columns is None:  # plyfile reads ASCII row by row, a few objects per row
@@ -90,13 +100,33 @@ def read_ply(source: Source) -> Parsed:
     elif fmt in _BYTE_ORDERS:
         known = _first_row_list_lengths(body, elements, _BYTE_ORDERS[fmt])
     if columns is None:
-        # Header lines end in \n here: plyfile takes the first line's ending for all (a CRLF header after
-        # "ply\n" made it read on into the binary data).
-        rewritten = header != lines or b"\r" in source.data[:offset]
+        # Header lines end in \n here, whatever the file's: plyfile takes the first line's ending for all.
+        rewritten = header != lines or b"\r" in source.data[:offset] or body_changed
         data = ("\n".join(header) + "\n").encode("ascii") + body if rewritten else source.data
         with _stream(data, source.path if not rewritten else None, binary=fmt in _BYTE_ORDERS) as stream:
             columns = _read_plyfile(stream, known, body, elements, _BYTE_ORDERS.get(fmt, "<"))
     return _points_and_faces(columns, notes)
+
+
+def _header_lines(data: bytes) -> tuple[list[str], int]:
+    """The header's lines up to ``end_header`` (stripped), and the offset where the body starts.
+
+    Lines end as the first one does: in LF (a CR before it is stripped), or in CR alone, as Rhino 6 and old
+    Macs write them; the body then starts right after the CR of ``end_header``, even where its first byte
+    is an LF (a uchar of 10).
+    """
+    newline = b"\r" if _CR_FIRST_LINE.match(data) else b"\n"
+    lines, offset = [], 0
+    while len(lines) < MAX_HEADER_LINES and (end := data.find(newline, offset)) >= 0:
+        try:
+            line = data[offset:end].decode("ascii").strip()
+        except UnicodeDecodeError as err:
+            raise ShapeError("not a PLY file (binary data inside the header)") from err
+        lines.append(line)
+        offset = end + 1
+        if line == "end_header":
+            return lines, offset
+    raise ShapeError("not a PLY file, or its header is cut off (no end of header found)")
 
 
 def _check_counts(elements: list[_Element]) -> None:

@@ -10,7 +10,9 @@ corners is projected onto its own plane and tested for convexity, all polygons o
   triangles are kept as they are (for a self-intersecting polygon no triangulation is right). Fewer than
   L - 2 means it dropped repeated or collinear corners (no area) or gave up on a self-intersecting polygon:
   its triangles are kept when their area equals the polygon's shoelace area (compared in the projection,
-  which scales every area of a planar polygon alike), else the fan is kept, so no area is dropped silently;
+  which scales every area of a planar polygon alike), their vector area the polygon's in 3D, and the
+  corners they leave out are straight in 3D (a projection can make a corner raised over an edge look
+  collinear); else the fan is kept, so no area is dropped silently, for non-planar polygons too;
 * polygons with no plane (all corners collinear: zero area whatever the triangles) or with a non-finite
   coordinate (their faces are dropped later) get the fan.
 
@@ -50,7 +52,7 @@ def triangulate(vertices: np.ndarray, polygons: np.ndarray | Sequence[np.ndarray
 
     Returns:
         (T, 3) int64 triangles indexing ``vertices``, T = sum(L_i - 2) (less where ear clipping dropped
-        zero-area triangles at repeated or collinear corners).
+        triangles of zero area in 3D, at repeated or collinear corners).
 
     Raises:
         ShapeError: a polygon with fewer than 3 or more than :data:`MAX_POLYGON_VERTICES` indices, a concave
@@ -180,18 +182,24 @@ def _triangulate_chunk(vertices: np.ndarray, polys: np.ndarray, starts: np.ndarr
             f"a concave face has {length:,} vertex indices, over the limit of {MAX_EAR_CLIP_VERTICES:,} "
             f"for faces that must be ear-clipped (MAX_EAR_CLIP_VERTICES)"
         )
-    return _ear_clip_into(out, uv[..., concave], orientation[concave], polys[concave], starts[concave])
+    clipped = (uv[..., concave], orientation[concave], polys[concave])
+    return _ear_clip_into(out, vertices, *clipped, starts[concave])
 
 
 def _ear_clip_into(
-    out: np.ndarray, uv: np.ndarray, orientation: np.ndarray, polys: np.ndarray, starts: np.ndarray
+    out: np.ndarray,
+    vertices: np.ndarray,
+    uv: np.ndarray,
+    orientation: np.ndarray,
+    polys: np.ndarray,
+    starts: np.ndarray,
 ) -> bool:
     """Overwrite the fans of (m, L) polygons, projected to (2, L, m), with their ear clipping where it is
     kept (see :func:`_ear_clip`); -> whether some rows were left empty (marked -1)."""
     length = polys.shape[1]
     has_gaps = False
     for j in range(len(polys)):
-        triangles = _ear_clip(uv[..., j].T, orientation[j])  # (t, 3) local, or None
+        triangles = _ear_clip(uv[..., j].T, orientation[j], vertices[polys[j]])  # (t, 3) local, or None
         if triangles is not None:
             rows = out[starts[j] : starts[j] + length - 2]
             rows[: len(triangles)] = polys[j][triangles]
@@ -302,11 +310,14 @@ def _previous(nonzero: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _ear_clip(uv: np.ndarray, orientation: float) -> np.ndarray | None:
-    """(L, 2) projected polygon -> (t, 3) local triangles keeping its winding, t <= L - 2; None: keep the fan.
+def _ear_clip(uv: np.ndarray, orientation: float, corners: np.ndarray) -> np.ndarray | None:
+    """(L, 2) projected polygon and its (L, 3) corners -> (t, 3) local triangles keeping its winding,
+    t <= L - 2; None: keep the fan.
 
-    Fewer than L - 2 triangles are kept only when their area equals the polygon's shoelace area: earcut
-    drops repeated and collinear corners (no area lost), but also gives up on some self-intersecting ones.
+    Fewer than L - 2 triangles are kept only when their area equals the polygon's shoelace area, their vector
+    area its vector area in 3D, and the corners they leave out are straight in 3D: earcut drops repeated and
+    collinear corners (no area lost), but also gives up on some self-intersecting polygons, and takes a
+    corner raised over an edge for collinear (a projection hides heights).
     """
     import mapbox_earcut  # optional: only concave polygons need it
 
@@ -319,9 +330,59 @@ def _ear_clip(uv: np.ndarray, orientation: float) -> np.ndarray | None:
     if len(triangles) == length - 2:
         return triangles
     terms = _shoelace_terms(uv)  # (L,) their sum is twice the polygon's signed area
-    if abs(np.abs(area).sum() - abs(terms.sum())) <= _AREA_TOLERANCE * np.abs(terms).sum():
-        return triangles
-    return None
+    same_area = abs(np.abs(area).sum() - abs(terms.sum())) <= _AREA_TOLERANCE * np.abs(terms).sum()
+    if not same_area:
+        return None
+    corners = np.asarray(corners, dtype=np.float64)
+    corners = to_unit_range(corners - corners[0])  # (L, 3): no overflow in the products below
+    kept = _same_vector_area(corners, triangles) and _left_out_are_straight(corners, triangles)
+    return triangles if kept else None
+
+
+def _same_vector_area(corners: np.ndarray, triangles: np.ndarray) -> bool:
+    """Whether (t, 3) triangles, wound as the (L, 3) polygon, add up to its vector area in 3D.
+
+    Triangles tiling a polygon (any surface it bounds) add up to its vector area; those earcut left out have
+    no area in the projection, so they are missing from this sum only if they have none in 3D either: a
+    repeated or collinear corner, a spike out and back, but not an apex raised over an edge.
+    """
+    ends = corners[triangles]  # (t, 3 corners, 3)
+    parts = np.cross(ends[:, 1] - ends[:, 0], ends[:, 2] - ends[:, 0])  # (t, 3) twice their vector areas
+    whole = np.cross(corners, np.roll(corners, -1, axis=0))  # (L, 3) adding up to twice the polygon's
+    bound = np.linalg.norm(parts, axis=1).sum() + np.linalg.norm(whole, axis=1).sum()  # bounds the rounding
+    return bool(np.linalg.norm(parts.sum(axis=0) - whole.sum(axis=0)) <= _AREA_TOLERANCE * bound)
+
+
+def _left_out_are_straight(corners: np.ndarray, triangles: np.ndarray) -> bool:
+    """Whether the (L, 3) polygon's corners that no triangle uses can be removed one at a time, each a repeat
+    of a neighbour or straight between them in 3D: earcut's own filter, redone where heights are seen.
+
+    It catches what the vector area misses: left-out triangles whose vector areas cancel (a bow tie standing
+    on the projection's line). Removing a corner joins its neighbours, which can make a left-out neighbour
+    removable (a spike's tip goes first, then the repeated corner at its foot): they are looked at again.
+    """
+    length = len(corners)
+    left_out = np.ones(length, dtype=bool)  # (L,) not used and not removed yet
+    left_out[triangles.ravel()] = False
+    before, after = np.roll(np.arange(length), 1), np.roll(np.arange(length), -1)  # a linked ring
+    queue = np.flatnonzero(left_out).tolist()
+    while queue:
+        corner = queue.pop()
+        prev, following = before[corner], after[corner]
+        if not left_out[corner] or not _is_straight(corners[prev], corners[corner], corners[following]):
+            continue
+        left_out[corner] = False
+        after[prev], before[following] = following, prev
+        queue += [int(c) for c in (prev, following) if left_out[c]]
+    return not left_out.any()
+
+
+def _is_straight(prev: np.ndarray, corner: np.ndarray, following: np.ndarray) -> bool:
+    """Whether the path prev -> corner -> following (3D) does not turn: an edge of length 0, or a turn whose
+    sine is within :data:`_AREA_TOLERANCE` (turning right back, as at a spike's tip, encloses no area)."""
+    incoming, outgoing = corner - prev, following - corner
+    bound = _AREA_TOLERANCE * np.linalg.norm(incoming) * np.linalg.norm(outgoing)
+    return bool(np.linalg.norm(np.cross(incoming, outgoing)) <= bound)
 
 
 def _shoelace_terms(uv: np.ndarray) -> np.ndarray:
