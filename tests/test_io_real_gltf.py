@@ -166,6 +166,16 @@ def test_scenes_placing_nothing_say_there_is_no_mesh(tmp_path, change):
     assert refusal(write(tmp_path / "empty.glb", document, binary)) == NO_MESH
 
 
+@CONTAINERS
+def test_gpu_instancing_is_noted_as_ignored(tmp_path, suffix):
+    """EXT_mesh_gpu_instancing places one mesh many times; trimesh reads it once, so the reader says so."""
+    document, binary = valid()
+    document["nodes"][1]["extensions"] = {"EXT_mesh_gpu_instancing": {"attributes": {}}}
+    note = ("ignored the EXT_mesh_gpu_instancing extension of 1 node(s): each of their meshes is read once, "
+            "not once per instance")
+    assert_mesh(write(tmp_path / f"instanced{suffix}", document, binary), VERTICES, TRIANGLES, (note,))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # A byte-order mark (glTF-Validator's json/bom.gltf and glb/bom.glb)
 # ----------------------------------------------------------------------------------------------------------

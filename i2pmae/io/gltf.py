@@ -56,6 +56,7 @@ _NOTHING_PLACED = "the scene holds no mesh with faces and no points"
 _MAJOR_VERSION = re.compile(r"\s*([0-9]+)\s*(?:\.|$)")
 _GLTF1_LISTS = ("buffers", "bufferViews", "accessors", "meshes", "nodes", "scenes")  # JSON objects in 1.0
 _DRACO = "KHR_draco_mesh_compression"
+_INSTANCING = "EXT_mesh_gpu_instancing"
 # Required extensions without which the geometry cannot be read (trimesh would read zeros or fail).
 _GEOMETRY_EXTENSIONS = {
     _DRACO: "Draco-compressed geometry",
@@ -195,7 +196,20 @@ def _check_scene(source: Source) -> _Checked:
     claim(sum(built for built, _ in meshes), f"the {len(meshes):,} glTF mesh(es)")
     placed = _scene_load(document, [load for _, load in meshes])
     _check_placed(placed)
-    return _for_trimesh(source.data, text, document, glb, blank_version)
+    checked = _for_trimesh(source.data, text, document, glb, blank_version)
+    return checked._replace(notes=(*checked.notes, *_instancing_note(document)))
+
+
+def _instancing_note(document: dict) -> tuple[str, ...]:
+    """trimesh ignores GPU instancing: an instanced mesh is read once, where the file draws it many times."""
+    instanced = sum(
+        isinstance(node.get("extensions"), dict) and _INSTANCING in node["extensions"]
+        for node in _objects(document, "nodes")
+    )
+    if not instanced:
+        return ()
+    return (f"ignored the {_INSTANCING} extension of {instanced:,} node(s): each of their meshes is read "
+            "once, not once per instance",)
 
 
 def _check_placed(placed: _Load) -> None:
