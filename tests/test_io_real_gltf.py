@@ -11,6 +11,7 @@ import codecs
 import copy
 import json
 import struct
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,6 +175,50 @@ def test_gpu_instancing_is_noted_as_ignored(tmp_path, suffix):
     note = ("ignored the EXT_mesh_gpu_instancing extension of 1 node(s): each of their meshes is read once, "
             "not once per instance")
     assert_mesh(write(tmp_path / f"instanced{suffix}", document, binary), VERTICES, TRIANGLES, (note,))
+
+
+def zipped(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(("folder", "bin_name", "uri"), [("", "scene.bin", "scene.bin"),
+                                                         ("model/", "my scene.bin", "my%20scene.bin"),
+                                                         ("model/", "data/scene.bin", "./data/scene.bin")])
+def test_a_zipped_gltf_reads_its_buffers_from_the_archive(tmp_path, folder, bin_name, uri):
+    """Sketchfab's downloads: scene.gltf with scene.bin (and textures) beside it in one zip."""
+    document, binary = valid()
+    document["buffers"][0]["uri"] = uri
+    members = {f"{folder}scene.gltf": json.dumps(document).encode(), f"{folder}{bin_name}": binary,
+               f"{folder}textures/base.png": b"not read"}
+    shape = read_shape(zipped(tmp_path / "download.zip", members), max_gib=0.25)
+    assert shape.points.shape == (VERTICES, 3) and shape.faces.shape == (TRIANGLES, 3)
+    expected = read_shape(write(tmp_path / "same.glb", valid()[0], binary))
+    np.testing.assert_array_equal(shape.points, expected.points)
+    assert shape.notes == (f"read {folder}scene.gltf from the zip archive",
+                           f"read the glTF file's buffer(s) '{uri}' from the zip archive")
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("missing.bin", "the glTF file refers to 'missing.bin', which the zip archive lacks"),
+    ("../../scene.bin", "the glTF file refers to '../../scene.bin', outside the zip archive"),
+    ("/etc/passwd", "the glTF file refers to '/etc/passwd', outside the zip archive"),
+])
+def test_a_zipped_gltf_only_reads_members_of_its_archive(tmp_path, uri, message):
+    """model/scene.gltf may refer to ../scene.bin (the archive's root), never to a file beyond it."""
+    document, binary = valid()
+    document["buffers"][0]["uri"] = uri
+    members = {"model/scene.gltf": json.dumps(document).encode(), "scene.bin": binary}
+    assert refusal(zipped(tmp_path / "download.zip", members)) == message
+
+
+def test_a_zipped_buffer_shorter_than_declared_is_refused(tmp_path):
+    document, binary = valid()
+    document["buffers"][0]["uri"] = "scene.bin"
+    members = {"scene.gltf": json.dumps(document).encode(), "scene.bin": binary[:-8]}
+    assert "buffer 0 declares" in refusal(zipped(tmp_path / "download.zip", members))
 
 
 # ----------------------------------------------------------------------------------------------------------

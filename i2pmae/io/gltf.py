@@ -9,7 +9,8 @@ trimesh reads is checked, so that a bad one is named in the message:
 - the GLB container's version and chunks; glTF 1.0 and unknown versions (a file that gives no version is read
   as 2.0, with a note); a UTF-8 byte-order mark before the JSON (ignored, with a note); required extensions
   that compress the geometry (Draco, meshopt) and Draco-compressed primitives;
-- a file that refers to other files (never opened, see the README);
+- a file that refers to other files (never opened from disk; a .gltf taken out of a zip archive has the
+  buffers it names read from that archive and embedded, :func:`_embed_zip_buffers`);
 - every buffer within the data behind it (the BIN chunk or an embedded ``data:`` URI), every bufferView
   within its buffer, every accessor within its bufferView with a byteStride no smaller than its elements;
 - a mesh's POSITION (VEC3) and indices (unsigned integer SCALARs, a multiple of 3 for triangles) accessors
@@ -186,6 +187,7 @@ def _check_scene(source: Source) -> _Checked:
     document = _parse_json(text)
     blank_version = _check_version(document)
     _check_required_extensions(document)
+    zip_notes = _embed_zip_buffers(document, source)
     buffers = _buffer_lengths(document, binary, glb)
     views = _view_lengths(document, buffers)
     accessors = _objects(document, "accessors")
@@ -196,8 +198,30 @@ def _check_scene(source: Source) -> _Checked:
     claim(sum(built for built, _ in meshes), f"the {len(meshes):,} glTF mesh(es)")
     placed = _scene_load(document, [load for _, load in meshes])
     _check_placed(placed)
-    checked = _for_trimesh(source.data, text, document, glb, blank_version)
-    return checked._replace(notes=(*checked.notes, *_instancing_note(document)))
+    checked = _for_trimesh(source.data, text, document, glb, blank_version, rewrite=bool(zip_notes))
+    return checked._replace(notes=(*zip_notes, *checked.notes, *_instancing_note(document)))
+
+
+def _embed_zip_buffers(document: dict, source: Source) -> tuple[str, ...]:
+    """A .gltf taken out of a zip archive may keep its buffers beside it there (Sketchfab's downloads): they
+    are read from the archive and embedded in the document as data: URIs, so trimesh never opens a file and
+    every check below sees them as embedded buffers. -> a note naming them."""
+    if source.companion is None:
+        return ()
+    embedded = []
+    for buffer in _objects(document, "buffers"):
+        uri = buffer.get("uri")
+        if not isinstance(uri, str) or uri.startswith("data:"):
+            continue  # embedded already, or refused by _buffer_lengths
+        data = source.companion(uri)
+        # base64 text in the document, then in the JSON written again for trimesh (as str and as bytes)
+        claim(3 * (4 * len(data) // 3 + 4), f"the buffer '{printable(uri)[:60]}' embedded for trimesh")
+        buffer["uri"] = "data:application/octet-stream;base64," + base64.b64encode(data).decode("ascii")
+        embedded.append(f"'{printable(uri)[:60]}'")
+    if not embedded:
+        return ()
+    shown = ", ".join(embedded[:3]) + (", …" if len(embedded) > 3 else "")
+    return (f"read the glTF file's buffer(s) {shown} from the zip archive",)
 
 
 def _instancing_note(document: dict) -> tuple[str, ...]:
@@ -329,18 +353,21 @@ def _check_required_extensions(document: dict) -> None:
             )
 
 
-def _for_trimesh(data: bytes, text: bytes, document: dict, glb: bool, blank_version: bool) -> _Checked:
+def _for_trimesh(data: bytes, text: bytes, document: dict, glb: bool, blank_version: bool, *,
+                 rewrite: bool = False) -> _Checked:
     """The bytes trimesh is given, and notes. trimesh's JSON parser refuses a byte-order mark (which the glTF
     spec lets a reader ignore: RFC 8259 section 8.1), its version check refuses an empty or null version
     (read here as 2.0: the layout was checked as 2.0's), and it drops the first camera node it meets, with
-    its mesh and children. For those, it is given the checked document written out again."""
+    its mesh and children. For those, and for buffers embedded from a zip archive (``rewrite``), it is given
+    the checked document written out again."""
     notes = []
     if text.startswith(codecs.BOM_UTF8):
         notes.append("ignored the byte-order mark before the glTF JSON (glTF files should not have one)")
     if blank_version:
         notes.append("the file gives no glTF version (asset.version); read it as glTF 2.0")
     nodes = document.get("nodes", [])
-    if not notes and not any("camera" in node and ("mesh" in node or "children" in node) for node in nodes):
+    cameras = any("camera" in node and ("mesh" in node or "children" in node) for node in nodes)
+    if not notes and not rewrite and not cameras:
         return _Checked(data)
     # The text once more as an ASCII str and as bytes (escaping a non-ASCII character at most triples its
     # UTF-8 bytes, and keeps a lone surrogate writable), and the GLB around it.

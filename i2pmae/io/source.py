@@ -13,7 +13,9 @@ import bz2
 import codecs
 import gzip
 import io
+import posixpath
 import re
+import urllib.parse
 import zipfile
 import zlib
 from collections.abc import Callable, Collection
@@ -50,6 +52,9 @@ class Source:
     data: bytes
     path: Path | None  # the file on disk holding exactly ``data``; None when it was decompressed
     notes: tuple[str, ...] = ()
+    # Reads a file this one refers to by a relative URI, from the zip archive both came from (a .gltf's
+    # buffers); None: other files are never opened.
+    companion: Callable[[str], bytes] | None = None
 
 
 def open_source(path: Path, formats: Collection[str]) -> Source:
@@ -150,12 +155,39 @@ def _zip_member(data: bytes, formats: Collection[str]) -> Source:
         check_size(info.file_size, f"'{name}' in the zip archive", "uncompressed")
         with archive.open(info) as member:
             content = _read_bounded(member, f"'{name}' in the zip archive")
+    suffix = PurePosixPath(info.filename).suffix.lower()
+    companion = _ZipCompanions(data, info.filename) if suffix == ".gltf" else None
     notes = [f"read {name} from the zip archive"]
-    if len(files) > 1:
+    if len(files) > 1 and companion is None:
         others = [printable(i.filename) for i in files if i is not info]
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         notes[0] += f" (ignored {len(others)} other file(s): {shown})"
-    return Source(PurePosixPath(info.filename).suffix.lower(), content, None, tuple(notes))
+    return Source(suffix, content, None, tuple(notes), companion)
+
+
+class _ZipCompanions:
+    """The members of a zip archive that its .gltf refers to (Sketchfab's downloads keep scene.bin beside
+    scene.gltf), each read bounded like the shape file. The directory was checked when the .gltf was taken
+    out of ``data``; it is parsed once more here, for all of them."""
+
+    def __init__(self, data: bytes, member: str) -> None:
+        self.archive, self.folder = zipfile.ZipFile(io.BytesIO(data)), posixpath.dirname(member)
+
+    def __call__(self, uri: str) -> bytes:
+        name = posixpath.normpath(posixpath.join(self.folder, urllib.parse.unquote(uri)))
+        shown = printable(uri)[:80]
+        if _is_unsafe(name):
+            raise ShapeError(f"the glTF file refers to '{shown}', outside the zip archive")
+        try:
+            info = self.archive.getinfo(name)
+        except KeyError:
+            raise ShapeError(f"the glTF file refers to '{shown}', which the zip archive lacks") from None
+        check_size(info.file_size, f"'{shown}' in the zip archive", "uncompressed")
+        try:
+            with self.archive.open(info) as member:
+                return _read_bounded(member, f"'{shown}' in the zip archive")
+        except (*_DECOMPRESS_ERRORS, RuntimeError) as err:  # RuntimeError: an encrypted member
+            raise ShapeError(f"'{shown}' in the zip archive cannot be read ({err})") from err
 
 
 def printable(name: str) -> str:
