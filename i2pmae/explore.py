@@ -304,13 +304,12 @@ def write_reconstructions(
     from . import visualize as viz
     from .scene import reconstruction_parts
 
-    tau = temperature
     out = Path(out_dir)
     written = []
     for b, kind in enumerate(MASK_KINDS):
         parts = reconstruction_parts(rec, b)
         visible, truth, pred = parts["visible"], parts["truth"], parts["predicted"]
-        label = "random" if kind == "random" else f"2D-guided (tau={tau:g})"
+        label = "random" if kind == "random" else f"2D-guided (tau={temperature:g})"
         written.append(viz.save_reconstruction(
             visible, truth, pred, out / f"reconstruction_{kind}.png",
             title=f"{name}, {label} mask: Chamfer-L2 {float(rec.chamfer[b]):.2e}",
@@ -319,7 +318,7 @@ def write_reconstructions(
                    viz.rgb255(viz.PREDICTED_RGB, len(pred))]
         cloud = np.concatenate([visible, truth, pred])
         written.append(viz.write_ply(out / f"reconstruction_{kind}.ply", cloud, np.concatenate(colours)))
-    summary = {"shape": name, "mask_ratio": mask_ratio, "temperature": tau, "seed": seed,
+    summary = {"shape": name, "mask_ratio": mask_ratio, "temperature": temperature, "seed": seed,
                "metrics": reconstruction_metrics(rec)}
     summary_path = out / "reconstruction.json"
     summary_path.write_text(json.dumps(summary, indent=2))
