@@ -134,29 +134,29 @@ def _zip_member(data: bytes, formats: Collection[str]) -> Source:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except _DECOMPRESS_ERRORS as err:
         raise ShapeError(f"not a zip archive ({err})") from err
-    with archive:
-        unsafe = [i.filename for i in archive.infolist() if _is_unsafe(i.filename)]
-        if unsafe:
-            raise ShapeError(
-                f"the zip archive holds a member with an unsafe name ('{printable(unsafe[0])}': "
-                "it points outside the folder it would be extracted to)"
-            )
-        files = [i for i in archive.infolist() if not i.is_dir() and not _is_junk(i.filename)]
-        shapes = [i for i in files if PurePosixPath(i.filename).suffix.lower() in formats]
-        if len(shapes) != 1:
-            names = ", ".join(printable(i.filename) for i in (shapes or files)[:5]) or "nothing"
-            kind = f"{len(shapes)} shape files" if shapes else "no shape file"
-            raise ShapeError(
-                f"the zip archive holds {kind} ({names}); it must hold exactly one "
-                f"(supported: {', '.join(formats)})"
-            )
-        info = shapes[0]
-        name = printable(info.filename)
-        check_size(info.file_size, f"'{name}' in the zip archive", "uncompressed")
-        with archive.open(info) as member:
-            content = _read_bounded(member, f"'{name}' in the zip archive")
+    # In memory, the archive holds no OS resource: it stays open while a .gltf's buffers are read from it.
+    unsafe = [i.filename for i in archive.infolist() if _is_unsafe(i.filename)]
+    if unsafe:
+        raise ShapeError(
+            f"the zip archive holds a member with an unsafe name ('{printable(unsafe[0])}': "
+            "it points outside the folder it would be extracted to)"
+        )
+    files = [i for i in archive.infolist() if not i.is_dir() and not _is_junk(i.filename)]
+    shapes = [i for i in files if PurePosixPath(i.filename).suffix.lower() in formats]
+    if len(shapes) != 1:
+        names = ", ".join(printable(i.filename) for i in (shapes or files)[:5]) or "nothing"
+        kind = f"{len(shapes)} shape files" if shapes else "no shape file"
+        raise ShapeError(
+            f"the zip archive holds {kind} ({names}); it must hold exactly one "
+            f"(supported: {', '.join(formats)})"
+        )
+    info = shapes[0]
+    name = printable(info.filename)
+    check_size(info.file_size, f"'{name}' in the zip archive", "uncompressed")
+    with archive.open(info) as member:
+        content = _read_bounded(member, f"'{name}' in the zip archive")
     suffix = PurePosixPath(info.filename).suffix.lower()
-    companion = _ZipCompanions(data, info.filename) if suffix == ".gltf" else None
+    companion = _ZipCompanions(archive, info.filename) if suffix == ".gltf" else None
     notes = [f"read {name} from the zip archive"]
     if len(files) > 1 and companion is None:
         others = [printable(i.filename) for i in files if i is not info]
@@ -167,11 +167,11 @@ def _zip_member(data: bytes, formats: Collection[str]) -> Source:
 
 class _ZipCompanions:
     """The members of a zip archive that its .gltf refers to (Sketchfab's downloads keep scene.bin beside
-    scene.gltf), each read bounded like the shape file. The directory was checked when the .gltf was taken
-    out of ``data``; it is parsed once more here, for all of them."""
+    scene.gltf), each read bounded like the shape file, from the archive whose directory was checked (and
+    claimed) when the .gltf was taken out of it."""
 
-    def __init__(self, data: bytes, member: str) -> None:
-        self.archive, self.folder = zipfile.ZipFile(io.BytesIO(data)), posixpath.dirname(member)
+    def __init__(self, archive: zipfile.ZipFile, member: str) -> None:
+        self.archive, self.folder = archive, posixpath.dirname(member)
 
     def __call__(self, uri: str) -> bytes:
         name = posixpath.normpath(posixpath.join(self.folder, urllib.parse.unquote(uri)))
