@@ -214,6 +214,14 @@ def test_a_zipped_gltf_only_reads_members_of_its_archive(tmp_path, uri, message)
     assert refusal(zipped(tmp_path / "download.zip", members)) == message
 
 
+def test_a_zipped_buffer_refused_by_the_bounded_reader_keeps_its_own_message(tmp_path):
+    """Not wrapped in "cannot be read (...)": an empty member, or one over the memory budget, says so once."""
+    document, binary = valid()
+    document["buffers"][0]["uri"] = "empty.bin"
+    members = {"scene.gltf": json.dumps(document).encode(), "empty.bin": b""}
+    assert refusal(zipped(tmp_path / "download.zip", members)) == "'empty.bin' in the zip archive is empty"
+
+
 def test_a_zipped_buffer_shorter_than_declared_is_refused(tmp_path):
     document, binary = valid()
     document["buffers"][0]["uri"] = "scene.bin"

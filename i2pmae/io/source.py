@@ -186,6 +186,8 @@ class _ZipCompanions:
         try:
             with self.archive.open(info) as member:
                 return _read_bounded(member, f"'{shown}' in the zip archive")
+        except ShapeError:  # a ValueError too, but already one clear line (a limit, an empty member)
+            raise
         except (*_DECOMPRESS_ERRORS, RuntimeError) as err:  # RuntimeError: an encrypted member
             raise ShapeError(f"'{shown}' in the zip archive cannot be read ({err})") from err
 
