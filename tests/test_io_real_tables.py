@@ -162,6 +162,18 @@ def test_pcd_with_upper_case_fields_ascii(tmp_path):
     np.testing.assert_array_equal(read_shape(write(tmp_path / "a.pcd", header + body)).points, points)
 
 
+def test_pcd_ascii_separated_by_commas(tmp_path):
+    """PDAL's utm17_comma.pcd: the same header, rows like ``289814.15,4320978.61,170.76``."""
+    points = cloud(seed=9)
+    body = "".join(",".join(map(repr, row)) + ", 5\n" for row in points.tolist())
+    header = pcd_header(len(points), "ascii", "X Y Z Intensity", "8 8 8 2", "F F F U")
+    np.testing.assert_array_equal(read_shape(write(tmp_path / "a.pcd", header + body)).points, points)
+    short = pcd_header(2, "ascii", "x y z", "4 4 4", "F F F") + "1,2,3\n4,5\n"
+    assert "a row has the wrong length" in refusal(write(tmp_path / "b.pcd", short))
+    wide = pcd_header(1, "ascii", "x y z", "4 4 4", "F F F") + "1,2,3,4\n"
+    assert "rows hold 4 values; the header's fields need 3" in refusal(write(tmp_path / "c.pcd", wide))
+
+
 def test_pcd_with_upper_case_fields_binary_in_any_order(tmp_path):
     """PDAL's autzen-utm.pcd: binary, float64 X Y Z among 16 fields (here fewer, and shuffled)."""
     points = cloud(seed=8)

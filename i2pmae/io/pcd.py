@@ -97,7 +97,8 @@ def _dtype(kind: str, size: str) -> str:
 
 def _ascii(data: bytes, offset: int, header: _Header) -> np.ndarray:
     width = sum(header.counts)
-    found = _first_row_width(data, offset)
+    delimiter = _delimiter(data, offset)
+    found = _first_row_width(data, offset, delimiter)
     if found is not None and found != width:
         raise ShapeError(f"PCD data rows hold {found} values; the header's fields need {width}")
     # loadtxt's table is (rows, first row's width) float64, or it fails; rows are at most the lines, values
@@ -108,7 +109,9 @@ def _ascii(data: bytes, offset: int, header: _Header) -> np.ndarray:
     stream = io.BytesIO(data)  # shares ``data``: loadtxt decodes it piece by piece, never all of it at once
     stream.seek(offset)
     try:
-        table = np.loadtxt(stream, dtype=np.float64, ndmin=2, encoding="utf-8")  # (N, width)
+        table = np.loadtxt(  # (N, width)
+            stream, dtype=np.float64, ndmin=2, encoding="utf-8", delimiter=delimiter
+        )
     except UnicodeDecodeError as err:
         raise ShapeError(f"not a text PCD file (undecodable bytes: {err.reason})") from err
     except ValueError as err:
@@ -122,14 +125,22 @@ def _ascii(data: bytes, offset: int, header: _Header) -> np.ndarray:
     return table[:, [header.column(i) for i in header.axes]] if table.size else np.empty((0, 3))  # (N, 3)
 
 
-def _first_row_width(data: bytes, offset: int) -> int | None:
+def _delimiter(data: bytes, offset: int) -> str | None:
+    """"," when the first data row separates its values by commas (PDAL reads and writes such files; PCL
+    splits on white space alone), else None: any white space."""
+    first = _FIRST_ROW.search(data, offset)
+    return "," if first is not None and b"," in first[1].split(b"#")[0] else None
+
+
+def _first_row_width(data: bytes, offset: int, delimiter: str | None = None) -> int | None:
     """Values on the first data row; None when that row is too long to count cheaply."""
     first = _FIRST_ROW.search(data, offset)
     if first is None:
         return None
     if first.end(1) < len(data) and data[first.end(1)] != ord("\n"):
         return None  # longer than the probe
-    return len(first[1].split(b"#")[0].split())
+    row = first[1].split(b"#")[0]
+    return len(row.split(b",")) if delimiter == "," else len(row.split())
 
 
 def _binary(data: bytes, offset: int, header: _Header) -> np.ndarray:
