@@ -167,7 +167,7 @@ def in_worker(fn: Callable[..., T], /, *args: Any, name: str, what: str) -> T:
 
 def _read_and_sample(path: Path, digest: str, num_points: int, seed: int) -> LoadedShape:
     """Read, validate and sample one file, and write its mesh for the viewer (runs in the worker)."""
-    raw = read_shape(path, max_gib=READ_MAX_GIB)
+    raw = read_shape(path, max_gib=READ_MAX_GIB, siblings=False)  # an upload is one file: nothing beside it
     points = load_points(raw, num_points, seed=seed)  # the shape read once, for both
     num_faces = 0 if raw.faces is None else len(raw.faces)
     mesh = _mesh_file(digest, raw.points, raw.faces) if 0 < num_faces <= MAX_MESH_FACES else None

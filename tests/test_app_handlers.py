@@ -176,6 +176,18 @@ def test_no_shape_and_oversized_upload(tmp_path, monkeypatch):
         handlers.explore(str(MESH))
 
 
+def test_an_uploaded_gltf_is_read_alone(tmp_path):
+    """The library reads a .gltf's buffers from its folder; an upload is one file, and nothing beside it is
+    opened, even where the upload's folder holds the buffer it names."""
+    import trimesh
+
+    for name, data in trimesh.exchange.gltf.export_gltf(trimesh.Scene(trimesh.creation.box())).items():
+        (tmp_path / name).write_bytes(data)
+    refusal = r"model.gltf: the glTF file refers to other files \(gltf_buffer.*\.zip"
+    with pytest.raises(gr.Error, match=refusal):
+        handlers.explore(str(tmp_path / "model.gltf"), num_points=1024)
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 def test_explore_builds_every_panel_and_converts_meshes():
     result = handlers.explore(str(MESH), num_points=1024)

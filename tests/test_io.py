@@ -828,9 +828,14 @@ def test_glb_point_cloud_and_gltf(tmp_path, cloud):
     scene = trimesh.Scene(unit_cube())
     embedded = trimesh.exchange.gltf.export_gltf(scene, embed_buffers=True)["model.gltf"]
     assert_same_mesh(read_shape(write(tmp_path / "cube.gltf", embedded)), unit_cube())
-    separate = trimesh.exchange.gltf.export_gltf(scene)["model.gltf"]
-    with pytest.raises(ShapeError, match=r"cube.gltf: the glTF file refers to other files \(gltf_buffer"):
-        read_shape(write(tmp_path / "cube.gltf", separate))
+    separate = trimesh.exchange.gltf.export_gltf(scene)  # model.gltf and the buffer it names
+    folder = tmp_path / "separate"
+    folder.mkdir()
+    for name, data in separate.items():
+        write(folder / name, data)
+    assert_same_mesh(read_shape(folder / "model.gltf"), unit_cube())
+    with pytest.raises(ShapeError, match=r"model.gltf: the glTF file refers to other files \(gltf_buffer"):
+        read_shape(folder / "model.gltf", siblings=False)
 
 
 def test_damaged_glb(tmp_path):

@@ -229,6 +229,82 @@ def test_a_zipped_buffer_shorter_than_declared_is_refused(tmp_path):
     assert "buffer 0 declares" in refusal(zipped(tmp_path / "download.zip", members))
 
 
+def beside(folder: Path, uri: str, files: dict[str, bytes]) -> Path:
+    """scene.gltf naming its buffer by ``uri``, in ``folder`` with ``files`` (relative paths) around it."""
+    document, _ = valid()
+    document["buffers"][0]["uri"] = uri
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    path = folder / "scene.gltf"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize(("bin_name", "uri"), [("scene.bin", "scene.bin"), ("my scene.bin", "my%20scene.bin"),
+                                               ("data/scene.bin", "./data/scene.bin")])
+def test_a_gltf_reads_its_buffers_from_its_folder(tmp_path, bin_name, uri):
+    """The Khronos samples' glTF/ folders, Blender's "glTF Separate": scene.gltf with scene.bin beside it."""
+    binary = valid()[1]
+    (tmp_path / "model").mkdir()
+    shape = read_shape(beside(tmp_path / "model", uri, {bin_name: binary}), max_gib=0.25)
+    expected = read_shape(write(tmp_path / "same.glb", valid()[0], binary))
+    np.testing.assert_array_equal(shape.points, expected.points)
+    np.testing.assert_array_equal(shape.faces, expected.faces)
+    assert shape.notes == (f"read the glTF file's buffer(s) '{uri}' from its folder",)
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("missing.bin", "the glTF file refers to 'missing.bin', which is not in its folder"),
+    ("../scene.bin", "the glTF file refers to '../scene.bin', outside its folder"),
+    ("%2E%2E/scene.bin", "the glTF file refers to '%2E%2E/scene.bin', outside its folder"),
+    ("data/../../scene.bin", "the glTF file refers to 'data/../../scene.bin', outside its folder"),
+    ("/etc/passwd", "the glTF file refers to '/etc/passwd', outside its folder"),
+    ("file:///etc/passwd", "the glTF file refers to 'file:///etc/passwd', outside its folder"),
+    ("https://example.com/a.bin", "the glTF file refers to 'https://example.com/a.bin', outside its folder"),
+    ("C:/scene.bin", "the glTF file refers to 'C:/scene.bin', outside its folder"),
+    ("scene%00.bin", "the glTF file refers to 'scene%00.bin', outside its folder"),
+    ("link.bin", "the glTF file refers to 'link.bin', a link leading outside its folder"),
+    ("data", "the glTF file's buffer 'data': not a file"),
+    ("empty.bin", "the glTF file's buffer 'empty.bin': the file is empty"),
+])
+def test_a_gltf_reads_no_file_outside_its_folder(tmp_path, uri, message):
+    """model/scene.gltf may name a file in model/ or below it, never ../scene.bin, a URL or a link out."""
+    (tmp_path / "scene.bin").write_bytes(valid()[1])
+    (tmp_path / "model" / "data").mkdir(parents=True)
+    (tmp_path / "model" / "empty.bin").touch()
+    (tmp_path / "model" / "link.bin").symlink_to(tmp_path / "scene.bin")
+    assert refusal(beside(tmp_path / "model", uri, {})) == message
+
+
+def test_a_gltf_read_alone_refuses_its_buffers(tmp_path):
+    """``siblings=False`` (the explorer's uploads): the file is read alone, and says how to send it whole."""
+    path = beside(tmp_path, "scene.bin", {"scene.bin": valid()[1]})
+    with pytest.raises(ShapeError) as info:
+        read_shape(path, siblings=False)
+    assert str(info.value) == (
+        "scene.gltf: the glTF file refers to other files (scene.bin); save it as .glb, as .gltf with "
+        "embedded buffers, or as a .zip holding the .gltf and its files"
+    )
+
+
+def test_a_buffer_beside_the_gltf_shorter_than_declared_is_refused(tmp_path):
+    path = beside(tmp_path, "scene.bin", {"scene.bin": valid()[1][:-8]})
+    assert "buffer 0 declares" in refusal(path)
+
+
+def test_a_buffer_beside_the_gltf_counts_against_the_memory_limit(tmp_path):
+    """The buffer is claimed, then its base64 copy for trimesh: a file within MAX_FILE_BYTES can still be
+    more than the read's budget."""
+    document, binary = valid()
+    padded = binary + bytes(3 * 2**20)
+    document["buffers"][0].update(uri="scene.bin", byteLength=len(padded))
+    (tmp_path / "scene.bin").write_bytes(padded)
+    (tmp_path / "scene.gltf").write_text(json.dumps(document))
+    with pytest.raises(ShapeError, match="memory limit of 0.01 GiB"):
+        read_shape(tmp_path / "scene.gltf", max_gib=0.01)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # A byte-order mark (glTF-Validator's json/bom.gltf and glb/bom.glb)
 # ----------------------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ trimesh reads is checked, so that a bad one is named in the message:
 - the GLB container's version and chunks; glTF 1.0 and unknown versions (a file that gives no version is read
   as 2.0, with a note); a UTF-8 byte-order mark before the JSON (ignored, with a note); required extensions
   that compress the geometry (Draco, meshopt) and Draco-compressed primitives;
-- a file that refers to other files (never opened from disk; a .gltf taken out of a zip archive has the
-  buffers it names read from that archive and embedded, :func:`_embed_zip_buffers`);
+- a file that refers to other files: a .gltf's buffers are read from its folder on disk (never by URL, an
+  absolute path, ``..`` or a link out of it) or from the zip archive it was taken out of, and embedded
+  (:func:`_embed_companion_buffers`); a GLB's, or any when the caller reads the file alone, are refused;
 - every buffer within the data behind it (the BIN chunk or an embedded ``data:`` URI), every bufferView
   within its buffer, every accessor within its bufferView with a byteStride no smaller than its elements;
 - a mesh's POSITION (VEC3) and indices (unsigned integer SCALARs, a multiple of 3 for triangles) accessors
@@ -187,7 +188,7 @@ def _check_scene(source: Source) -> _Checked:
     document = _parse_json(text)
     blank_version = _check_version(document)
     _check_required_extensions(document)
-    zip_notes = _embed_zip_buffers(document, source)
+    companion_notes = _embed_companion_buffers(document, source)
     buffers = _buffer_lengths(document, binary, glb)
     views = _view_lengths(document, buffers)
     accessors = _objects(document, "accessors")
@@ -198,14 +199,18 @@ def _check_scene(source: Source) -> _Checked:
     claim(sum(built for built, _ in meshes), f"the {len(meshes):,} glTF mesh(es)")
     placed = _scene_load(document, [load for _, load in meshes])
     _check_placed(placed)
-    checked = _for_trimesh(source.data, text, document, glb, blank_version, rewrite=bool(zip_notes))
-    return checked._replace(notes=(*zip_notes, *checked.notes, *_instancing_note(document)))
+    checked = _for_trimesh(source.data, text, document, glb, blank_version, rewrite=bool(companion_notes))
+    return checked._replace(notes=(*companion_notes, *checked.notes, *_instancing_note(document)))
 
 
-def _embed_zip_buffers(document: dict, source: Source) -> tuple[str, ...]:
-    """A .gltf taken out of a zip archive may keep its buffers beside it there (Sketchfab's downloads): they
-    are read from the archive and embedded in the document as data: URIs, so trimesh never opens a file and
-    every check below sees them as embedded buffers. -> a note naming them."""
+def _embed_companion_buffers(document: dict, source: Source) -> tuple[str, ...]:
+    """A .gltf keeps its buffers beside it, in its folder or in the zip archive it came in (Sketchfab's
+    downloads): they are read from there (``source.companion``) and embedded in the document as data: URIs,
+    so trimesh never opens a file and every check below sees them as embedded buffers.
+
+    Returns:
+        a note naming them, or nothing when the file names none.
+    """
     if source.companion is None:
         return ()
     embedded = []
@@ -221,7 +226,7 @@ def _embed_zip_buffers(document: dict, source: Source) -> tuple[str, ...]:
     if not embedded:
         return ()
     shown = ", ".join(embedded[:3]) + (", …" if len(embedded) > 3 else "")
-    return (f"read the glTF file's buffer(s) {shown} from the zip archive",)
+    return (f"read the glTF file's buffer(s) {shown} {source.companion.where}",)
 
 
 def _instancing_note(document: dict) -> tuple[str, ...]:
@@ -358,7 +363,7 @@ def _for_trimesh(data: bytes, text: bytes, document: dict, glb: bool, blank_vers
     """The bytes trimesh is given, and notes. trimesh's JSON parser refuses a byte-order mark (which the glTF
     spec lets a reader ignore: RFC 8259 section 8.1), its version check refuses an empty or null version
     (read here as 2.0: the layout was checked as 2.0's), and it drops the first camera node it meets, with
-    its mesh and children. For those, and for buffers embedded from a zip archive (``rewrite``), it is given
+    its mesh and children. For those, and for buffers embedded from other files (``rewrite``), it is given
     the checked document written out again."""
     notes = []
     if text.startswith(codecs.BOM_UTF8):
@@ -398,7 +403,7 @@ def _buffer_lengths(document: dict, binary: memoryview | None, glb: bool) -> lis
     if external:
         raise ShapeError(
             f"the {'GLB' if glb else 'glTF'} file refers to other files ({', '.join(external[:3])}); "
-            "save it as .glb, or as .gltf with embedded buffers"
+            "save it as .glb, as .gltf with embedded buffers, or as a .zip holding the .gltf and its files"
         )
     lengths = []
     for i, (buffer, uri) in enumerate(zip(buffers, uris, strict=True)):

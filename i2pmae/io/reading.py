@@ -48,11 +48,13 @@ _PARSE_ERRORS = (
 )
 
 
-def read_shape(path: str | os.PathLike, *, max_gib: float = MAX_GIB) -> Shape:
+def read_shape(path: str | os.PathLike, *, max_gib: float = MAX_GIB, siblings: bool = True) -> Shape:
     """Read and validate a shape file (format chosen by extension, see :data:`SUPPORTED_EXTENSIONS`).
 
     ``max_gib`` bounds the memory the read allocates (:class:`~i2pmae.io.checks.ReadBudget`): each reader
-    claims its buffers before allocating them and stops with a ShapeError naming the limit.
+    claims its buffers before allocating them and stops with a ShapeError naming the limit. ``siblings``: a
+    .gltf may read the buffer files it names from its own folder and the folders below it (never by URL,
+    absolute path, ``..`` or a link leading out); False reads the file alone, as the explorer reads uploads.
 
     Returns:
         :class:`Shape` with points (N, 3) float64 and faces (F, 3) int64, or None when the file has no faces;
@@ -67,7 +69,7 @@ def read_shape(path: str | os.PathLike, *, max_gib: float = MAX_GIB) -> Shape:
     kind = path.suffix.lower().lstrip(".").upper()
     try:
         with read_budget(max_gib):
-            source = open_source(path, READERS)
+            source = open_source(path, READERS, siblings=siblings)
             kind = source.suffix.lstrip(".").upper()
             # Signalling NaNs in binary data warn when cast; non-finite points are dropped by the checks.
             with np.errstate(invalid="ignore", over="ignore"):

@@ -5,7 +5,9 @@ ASCII headers.
 The file's bytes, and decompressed bytes piece by piece as they come, are claimed from the read's budget
 (:func:`~i2pmae.io.checks.claim`), so an archive implying more than the memory limit stops there. Zip member
 names are printed with control characters escaped (:func:`printable`), and a name that would leave the
-folder it is extracted to (``../x.ply``, ``/x.ply``, ``..\\x.ply``, ``C:x.ply``) is refused."""
+folder it is extracted to (``../x.ply``, ``/x.ply``, ``..\\x.ply``, ``C:x.ply``) is refused. The buffers a
+.gltf names are read from the same archive, or from its folder on disk (:class:`Companions`), by the same
+rules."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from . import checks
 from .checks import ShapeError, check_size, claim
@@ -42,6 +44,7 @@ _ZIP_ENTRY = b"PK\x01\x02"  # signature of a central directory entry: zipfile pa
 _ZIP_ENTRY_BYTES = 512  # memory of one parsed entry (ZipInfo, its name, the name index), rounded up
 _MAX_ZIP_ENTRIES = 10_000  # a zip of one shape file and its materials; zipfile takes ~11 µs per entry
 _DRIVE = re.compile(r"^[A-Za-z]:")  # a Windows drive letter
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme (http:, file:), two letters or more: not a drive
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,16 @@ class Source:
     data: bytes
     path: Path | None  # the file on disk holding exactly ``data``; None when it was decompressed
     notes: tuple[str, ...] = ()
-    # Reads a file this one refers to by a relative URI, from the zip archive both came from (a .gltf's
-    # buffers); None: other files are never opened.
-    companion: Callable[[str], bytes] | None = None
+    # Reads a file this one refers to by a relative URI (a .gltf's buffers), from the zip archive both came
+    # from or from the folder of a .gltf on disk; None: other files are never opened.
+    companion: Companions | None = None
 
 
-def open_source(path: Path, formats: Collection[str]) -> Source:
-    """Check ``path`` and read it (decompressed when it is a .gz, .bz2 or .zip); errors omit the file name."""
+def open_source(path: Path, formats: Collection[str], *, siblings: bool = True) -> Source:
+    """Check ``path`` and read it (decompressed when it is a .gz, .bz2 or .zip); errors omit the file name.
+
+    ``siblings``: a .gltf on disk may read the buffer files it names from its folder (and the folders below).
+    """
     suffix = path.suffix.lower()
     if suffix not in formats and suffix not in COMPRESSED_EXTENSIONS:
         found = f"'{path.suffix}'" if path.suffix else "no extension"
@@ -77,7 +83,8 @@ def open_source(path: Path, formats: Collection[str]) -> Source:
             )
         with _STREAMS[suffix](io.BytesIO(data)) as stream:
             return Source(inner, _read_bounded(stream, f"the {_STREAM_NAMES[suffix]} data"), None)
-    return Source(suffix, data, path)
+    companion = _FolderCompanions(path) if siblings and suffix == ".gltf" else None
+    return Source(suffix, data, path, (), companion)
 
 
 def _read_file(path: Path) -> bytes:
@@ -165,10 +172,20 @@ def _zip_member(data: bytes, formats: Collection[str]) -> Source:
     return Source(suffix, content, None, tuple(notes), companion)
 
 
+class Companions(Protocol):
+    """The files a .gltf names as its buffers, by relative URI: ``companions(uri)`` -> their bytes."""
+
+    where: str  # where they are read from, for notes: "from the zip archive"
+
+    def __call__(self, uri: str) -> bytes: ...
+
+
 class _ZipCompanions:
     """The members of a zip archive that its .gltf refers to (Sketchfab's downloads keep scene.bin beside
     scene.gltf), each read bounded like the shape file, from the archive whose directory was checked (and
     claimed) when the .gltf was taken out of it."""
+
+    where = "from the zip archive"
 
     def __init__(self, archive: zipfile.ZipFile, member: str) -> None:
         self.archive, self.folder = archive, posixpath.dirname(member)
@@ -190,6 +207,36 @@ class _ZipCompanions:
             raise
         except (*_DECOMPRESS_ERRORS, RuntimeError) as err:  # RuntimeError: an encrypted member
             raise ShapeError(f"'{shown}' in the zip archive cannot be read ({err})") from err
+
+
+class _FolderCompanions:
+    """The files beside a .gltf on disk that it names as buffers (the Khronos samples and most exporters
+    write scene.gltf with scene.bin), read with the shape file's checks, only from its folder and the folders
+    below it: no URL, absolute path, ``..`` or link leading out of it is followed."""
+
+    where = "from its folder"
+
+    def __init__(self, path: Path) -> None:
+        self.folder = path.parent
+
+    def __call__(self, uri: str) -> bytes:
+        name = urllib.parse.unquote(uri)
+        shown = printable(uri)[:80]
+        if _URL.match(name) or _is_unsafe(name) or "\0" in name:
+            raise ShapeError(f"the glTF file refers to '{shown}', outside its folder")
+        path = self.folder / name
+        try:
+            inside = path.resolve().is_relative_to(self.folder.resolve())
+        except (OSError, RuntimeError) as err:  # RuntimeError: a loop of links
+            raise ShapeError(f"the glTF file refers to '{shown}', which cannot be opened ({err})") from err
+        if not inside:
+            raise ShapeError(f"the glTF file refers to '{shown}', a link leading outside its folder")
+        if not path.exists():
+            raise ShapeError(f"the glTF file refers to '{shown}', which is not in its folder")
+        try:
+            return _read_file(path)
+        except ShapeError as err:
+            raise ShapeError(f"the glTF file's buffer '{shown}': {err}") from err
 
 
 def printable(name: str) -> str:
