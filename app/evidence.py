@@ -253,7 +253,7 @@ def sentences(record: dict) -> dict[str, str]:
         shown_text = f"{over}, {'; '.join(shown)}: {these} 0."
     else:
         shown_text = (f"{over}, no guided − random interval excludes 0: the record shows neither a gain nor "
-                      "a loss from 2D-guided masking.")
+                      f"a loss from 2D-guided masking{_largest_gain(record['differences'])}.")
     if suggested:
         span = "its interval spans" if len(suggested) == 1 else "their intervals span"
         suggested_text = f"{'; '.join(suggested)}: {span} 0."
@@ -261,6 +261,15 @@ def sentences(record: dict) -> dict[str, str]:
     else:
         suggested_text = "Nothing: every guided − random interval excludes 0."
     return {"shown": shown_text, "suggested": suggested_text}
+
+
+def _largest_gain(differences: list[dict]) -> str:
+    """What the intervals do show when none excludes 0: how large a gain they still allow."""
+    if not differences:
+        return ""
+    highs = [f"{_points(max(diff[metric]['high'] for diff in differences))} points on the {label}"
+             for metric, label in METRICS.items()]
+    return f"; at 95 %, no interval allows a gain above {' or '.join(highs)}"
 
 
 def _cell(text: str) -> str:

@@ -87,6 +87,11 @@ def test_when_every_interval_spans_zero_nothing_is_shown(ablation):
     record = ablation.build_record(results({"i2p-guided-tau1": MIXED}), 10, 2)
     said = evidence.sentences(record)
     assert "no guided − random interval excludes 0" in said["shown"]
+    svm, fewshot = (record["differences"][0][metric] for metric in evidence.METRICS)
+    assert svm["low"] < 0 < svm["high"] and fewshot["low"] < 0 < fewshot["high"]
+    bound = (f"; at 95 %, no interval allows a gain above {points(svm, 'high')} points on the linear SVM or "
+             f"{points(fewshot, 'high')} points on the 5-way 10-shot.")
+    assert said["shown"].endswith(bound)
     needed = record["differences"][0]["svm_accuracy"]["seeds_for_95"]
     assert said["suggested"].count("ahead on 3 of 5 seeds") == 2
     assert f"would need about {needed} seeds" in said["suggested"]
