@@ -218,11 +218,11 @@ def _embed_companion_buffers(document: dict, source: Source) -> tuple[str, ...]:
         uri = buffer.get("uri")
         if not isinstance(uri, str) or uri.startswith("data:"):
             continue  # embedded already, or refused by _buffer_lengths
-        data = source.companion(uri)
+        data, shown = source.companion(uri), f"'{printable(uri)[:60]}'"
         # base64 text in the document, then in the JSON written again for trimesh (as str and as bytes)
-        claim(3 * (4 * len(data) // 3 + 4), f"the buffer '{printable(uri)[:60]}' embedded for trimesh")
+        claim(3 * (4 * len(data) // 3 + 4), f"the buffer {shown} embedded for trimesh")
         buffer["uri"] = "data:application/octet-stream;base64," + base64.b64encode(data).decode("ascii")
-        embedded.append(f"'{printable(uri)[:60]}'")
+        embedded.append(shown)
     if not embedded:
         return ()
     shown = ", ".join(embedded[:3]) + (", …" if len(embedded) > 3 else "")

@@ -97,8 +97,9 @@ def _dtype(kind: str, size: str) -> str:
 
 def _ascii(data: bytes, offset: int, header: _Header) -> np.ndarray:
     width = sum(header.counts)
-    delimiter = _delimiter(data, offset)
-    found = _first_row_width(data, offset, delimiter)
+    row, whole = _first_row(data, offset)
+    delimiter = "," if b"," in row else None  # PDAL writes commas; PCL splits on white space alone
+    found = len(row.split(b",") if delimiter else row.split()) if whole else None
     if found is not None and found != width:
         raise ShapeError(f"PCD data rows hold {found} values; the header's fields need {width}")
     # loadtxt's table is (rows, first row's width) float64, or it fails; rows are at most the lines, values
@@ -125,22 +126,14 @@ def _ascii(data: bytes, offset: int, header: _Header) -> np.ndarray:
     return table[:, [header.column(i) for i in header.axes]] if table.size else np.empty((0, 3))  # (N, 3)
 
 
-def _delimiter(data: bytes, offset: int) -> str | None:
-    """"," when the first data row separates its values by commas (PDAL reads and writes such files; PCL
-    splits on white space alone), else None: any white space."""
-    first = _FIRST_ROW.search(data, offset)
-    return "," if first is not None and b"," in first[1].split(b"#")[0] else None
-
-
-def _first_row_width(data: bytes, offset: int, delimiter: str | None = None) -> int | None:
-    """Values on the first data row; None when that row is too long to count cheaply."""
+def _first_row(data: bytes, offset: int) -> tuple[bytes, bool]:
+    """The first data row without its comment (b"" when there is none), and whether the probe holds all of it:
+    a longer row is not counted."""
     first = _FIRST_ROW.search(data, offset)
     if first is None:
-        return None
-    if first.end(1) < len(data) and data[first.end(1)] != ord("\n"):
-        return None  # longer than the probe
-    row = first[1].split(b"#")[0]
-    return len(row.split(b",")) if delimiter == "," else len(row.split())
+        return b"", False
+    whole = first.end(1) == len(data) or data[first.end(1)] == ord("\n")
+    return first[1].split(b"#")[0], whole
 
 
 def _binary(data: bytes, offset: int, header: _Header) -> np.ndarray:
